@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/lokislog/lokislog/exporter"
+	"github.com/lokislog/lokislog/internal/spool"
 )
 
 // ErrClosed is returned by [Buffer.Add] and [Buffer.Flush] after
@@ -77,7 +78,42 @@ type Config struct {
 	// retryable error before the batch is tried again; it doubles up to
 	// 30s. Default 1s.
 	RetryInterval time.Duration
+
+	// SpoolDir is the directory of the on-disk spool. Empty (the default)
+	// means memory only. See docs/SPOOL.md.
+	SpoolDir string
+	// SpoolMode is "spill" (default: memory first; batches go to disk when
+	// memory passes half its bound, when an export fails or takes longer
+	// than SpillAfter, and at Shutdown) or "always" (every entry is written
+	// to the spool before Add returns, so a crash loses nothing Add
+	// returned for).
+	SpoolMode string
+	// SpoolSync is "interval" (default: fsync every SpoolSyncInterval),
+	// "batch" (fsync every write) or "never" (leave it to the OS).
+	SpoolSync string
+	// SpoolSyncInterval is the fsync period of "interval". Default 1s.
+	SpoolSyncInterval time.Duration
+	// MaxSpoolBytes bounds the spool on disk; when full the oldest segment
+	// is deleted and its entries counted as dropped. Default 256 MiB.
+	MaxSpoolBytes int64
+	// SpoolSegmentSize is the size of one spool segment file. Default
+	// min(8 MiB, MaxSpoolBytes/4).
+	SpoolSegmentSize int64
+	// MaxAge drops, at replay, entries older than this (Loki rejects
+	// them). Default 7 days (Loki's reject_old_samples_max_age).
+	MaxAge time.Duration
+	// SpillAfter is how long an export may run or keep failing before the
+	// batches in memory are written to the spool. Default 5s.
+	SpillAfter time.Duration
+
+	spoolFS spool.FS // tests inject disk faults here
 }
+
+// Spool modes.
+const (
+	SpoolSpill  = "spill"
+	SpoolAlways = "always"
+)
 
 // Stats are the buffer's counters. Counts are in entries.
 type Stats struct {
@@ -94,38 +130,82 @@ type Stats struct {
 	ExportErrors uint64
 	// Lag is the age of the oldest entry not yet delivered.
 	Lag time.Duration
+
+	// Spilled counts entries written to the spool; Replayed the entries
+	// read back from it and delivered.
+	Spilled  uint64
+	Replayed uint64
+	// SpoolBytes and SpoolSegments are the spool's size on disk;
+	// SpoolEntries the entries it holds not yet acknowledged.
+	SpoolBytes    int64
+	SpoolSegments int
+	SpoolEntries  int64
+	// CorruptSegments counts spool segments set aside as corrupt.
+	CorruptSegments int
+	// DiskErrors counts failed spool writes.
+	DiskErrors uint64
 }
 
 // Buffer is a bounded in-memory queue of log entries, grouped into batches by
-// tenant and stream, sent by one goroutine. It is safe for concurrent use.
+// tenant and stream, sent by one goroutine, with an optional on-disk spool.
+// It is safe for concurrent use.
 type Buffer struct {
 	cfg Config
 	exp exporter.Exporter
+	sp  *spool.Spool // nil when memory only
 
-	mu      sync.Mutex
-	open    map[string]*openBatch // by tenant; guarded by mu
-	queue   []*sealed             // sealed batches in FIFO order; guarded by mu
-	bytes   int                   // bytes held: open + queued + in flight; guarded by mu
-	entries int                   // entries held; guarded by mu
-	closed  bool                  // guarded by mu
-	seq     uint64                // sequence of the last sealed batch; guarded by mu
-	doneSeq uint64                // sequence of the last finished batch; guarded by mu
-	// progress is closed and replaced whenever a batch finishes; guarded by mu.
+	mu       sync.Mutex
+	open     map[string]*openBatch // by tenant; guarded by mu
+	queue    []*sealed             // sealed batches in FIFO order; guarded by mu
+	inflight *sealed               // exported from memory now; guarded by mu
+	bytes    int                   // bytes held: open + queued + in flight; guarded by mu
+	entries  int                   // entries held; guarded by mu
+	closed   bool                  // guarded by mu
+	// spoolActive is true while the spool is the queue: it holds records
+	// not yet delivered, or a spill is under way. Sealed batches then go to
+	// the spool behind them. Guarded by mu.
+	spoolActive bool
+	spilling    bool   // a spill is writing; guarded by mu
+	spoolGen    uint64 // incremented on every spool append; guarded by mu
+	// unreadBytes and firstUnread describe records appended in "always"
+	// mode that the worker has not read yet; guarded by mu.
+	unreadBytes int
+	firstUnread time.Time
+	flushWant   bool               // a Flush wants the spool read now; guarded by mu
+	exportStart time.Time          // when the export in flight started; guarded by mu
+	diskRetryAt time.Time          // spill again only after this, the disk failed; guarded by mu
+	alwaysBuf   []byte             // encoding scratch for "always"; guarded by mu
+	one         exporter.Batch     // scratch for "always"; guarded by mu
+	oneStream   [1]exporter.Stream // guarded by mu
+	oneEntry    [1]exporter.Entry  // guarded by mu
+	// progress is closed and replaced whenever entries settle; guarded by mu.
 	progress chan struct{}
 
-	wake chan struct{} // cap 1: work is available
-	stop chan struct{} // closed by Shutdown: drain and exit
-	// abort is cancelled when Shutdown's ctx ends: stop exporting now.
-	abortCtx context.Context
-	abort    context.CancelFunc
-	done     chan struct{} // closed when the worker goroutine exits
+	spillMu  sync.Mutex // serialises spills
+	spillBuf []byte     // guarded by spillMu
+
+	wake      chan struct{} // cap 1: work for the worker
+	spillWake chan struct{} // cap 1: work for the spiller
+	stop      chan struct{} // closed by Shutdown: drain and exit
+	// exportCtx is cancelled when Shutdown's ctx (less a margin to spill)
+	// ends: stop exporting now.
+	exportCtx   context.Context
+	abort       context.CancelFunc
+	done        chan struct{} // closed when the worker exits
+	spillerDone chan struct{} // closed when the spiller exits
+	spillerStop chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
 
 	enqueued     atomic.Uint64
+	recovered    uint64 // entries found in the spool at start
 	exported     atomic.Uint64
+	settled      atomic.Uint64 // entries that left the pipeline (any way)
 	exportErrors atomic.Uint64
+	spilled      atomic.Uint64
+	replayed     atomic.Uint64
+	diskErrors   atomic.Uint64
 	dropMu       sync.Mutex
 	dropped      map[string]uint64 // guarded by dropMu
 
@@ -147,11 +227,13 @@ type sealed struct {
 	batch   *exporter.Batch
 	size    int
 	n       int
-	seq     uint64
 	created time.Time
+	onDisk  bool // written to the spool; guarded by mu
 }
 
-// New starts a Buffer and its export goroutine. It does not contact Loki.
+// New starts a Buffer and its goroutines; with SpoolDir it opens (and locks)
+// the spool and queues what an earlier process left there before any new
+// entry. It does not contact Loki.
 func New(cfg Config) (*Buffer, error) {
 	if cfg.Exporter == nil {
 		return nil, errors.New("buffer: no exporter")
@@ -165,6 +247,19 @@ func New(cfg Config) (*Buffer, error) {
 		return nil, fmt.Errorf("buffer: negative max buffer bytes %d", cfg.MaxBufferBytes)
 	case cfg.RetryInterval < 0:
 		return nil, fmt.Errorf("buffer: negative retry interval %v", cfg.RetryInterval)
+	case cfg.MaxAge < 0:
+		return nil, fmt.Errorf("buffer: negative max age %v", cfg.MaxAge)
+	case cfg.SpillAfter < 0:
+		return nil, fmt.Errorf("buffer: negative spill after %v", cfg.SpillAfter)
+	case cfg.MaxSpoolBytes < 0:
+		return nil, fmt.Errorf("buffer: negative max spool bytes %d", cfg.MaxSpoolBytes)
+	}
+	switch cfg.SpoolMode {
+	case "":
+		cfg.SpoolMode = SpoolSpill
+	case SpoolSpill, SpoolAlways:
+	default:
+		return nil, fmt.Errorf("buffer: unknown spool mode %q (want spill or always)", cfg.SpoolMode)
 	}
 	if cfg.BatchWait == 0 {
 		cfg.BatchWait = DefaultBatchWait
@@ -181,36 +276,94 @@ func New(cfg Config) (*Buffer, error) {
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = time.Second
 	}
-	b := &Buffer{
-		cfg:      cfg,
-		exp:      cfg.Exporter,
-		open:     make(map[string]*openBatch),
-		progress: make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		dropped:  make(map[string]uint64),
-		errs:     newErrorReporter(cfg.ErrorHandler),
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxAge
 	}
-	b.abortCtx, b.abort = context.WithCancel(context.Background())
+	if cfg.SpillAfter == 0 {
+		cfg.SpillAfter = 5 * time.Second
+	}
+	b := &Buffer{
+		cfg:         cfg,
+		exp:         cfg.Exporter,
+		open:        make(map[string]*openBatch),
+		progress:    make(chan struct{}),
+		wake:        make(chan struct{}, 1),
+		spillWake:   make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+		spillerDone: make(chan struct{}),
+		spillerStop: make(chan struct{}),
+		dropped:     make(map[string]uint64),
+		errs:        newErrorReporter(cfg.ErrorHandler),
+	}
+	if cfg.SpoolDir != "" {
+		sp, err := spool.Open(spool.Options{
+			Dir:          cfg.SpoolDir,
+			MaxBytes:     cfg.MaxSpoolBytes,
+			SegmentSize:  cfg.SpoolSegmentSize,
+			Sync:         spool.SyncMode(cfg.SpoolSync),
+			SyncInterval: cfg.SpoolSyncInterval,
+			ErrorHandler: b.errs.report,
+			FS:           cfg.spoolFS,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("buffer: %w", err)
+		}
+		b.sp = sp
+		st := sp.Stats()
+		b.recovered = uint64(st.RecoveredEntries)
+		if st.Records > 0 {
+			b.spoolActive = true
+			b.unreadBytes = cfg.BatchSize // read the backlog at once
+		}
+	}
+	b.exportCtx, b.abort = context.WithCancel(context.Background())
 	go b.run() // stopped by Shutdown
+	if b.sp != nil {
+		go b.spiller() // stopped by Shutdown
+	} else {
+		close(b.spillerDone)
+	}
 	return b, nil
 }
 
 // Add queues one entry. It copies line and the metadata strings; tenant and
 // labels are kept as given and must not change afterwards (callers intern
-// them). Add never blocks on Loki: when memory is full it drops the entry,
-// counts it and returns [ErrFull].
+// them). Add never waits on Loki: when memory is full (and no spool can take
+// the data) it drops the entry, counts it and returns [ErrFull]. In "always"
+// spool mode it writes the entry to the spool (the OS page cache) before it
+// returns.
 func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) error {
 	size := len(line) + 16
 	for i := range meta {
 		size += len(meta[i].Name) + len(meta[i].Value) + 4
 	}
+	spilled := false
 	b.mu.Lock()
+again:
 	if b.closed {
 		b.mu.Unlock()
 		b.drop(ReasonClosed, 1)
 		return ErrClosed
+	}
+	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways && b.entries == 0 && time.Now().After(b.diskRetryAt) {
+		err := b.appendOneLocked(tenant, labels, ts, line, meta)
+		if err == nil {
+			wake := b.unreadBytes >= b.cfg.BatchSize
+			b.mu.Unlock()
+			b.enqueued.Add(1)
+			b.spilled.Add(1)
+			if wake {
+				b.signal()
+			}
+			return nil
+		}
+		if errors.Is(err, spool.ErrTooLarge) {
+			b.mu.Unlock()
+			b.drop(ReasonTooLarge, 1)
+			return ErrTooLarge
+		}
+		// The disk failed: keep the entry in memory (below).
 	}
 	ob := b.open[tenant]
 	if ob == nil {
@@ -227,9 +380,25 @@ func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []export
 		b.drop(ReasonTooLarge, 1)
 		return ErrTooLarge
 	}
-	if b.bytes+extra > b.cfg.MaxBufferBytes {
+	if b.bytes+extra > b.cfg.MaxBufferBytes && b.sp != nil && !spilled && time.Now().After(b.diskRetryAt) {
+		// The spiller fell behind: spill here, once, rather than drop.
+		b.sealLocked(ob)
 		b.mu.Unlock()
-		b.drop(ReasonBufferFull, 1)
+		b.spill(false)
+		spilled = true
+		b.mu.Lock()
+		goto again
+	}
+	if b.bytes+extra > b.cfg.MaxBufferBytes {
+		reason := ReasonBufferFull
+		if b.sp != nil && time.Now().Before(b.diskRetryAt) {
+			reason = ReasonDiskError
+		}
+		b.mu.Unlock()
+		b.drop(reason, 1)
+		if b.sp != nil {
+			b.signalSpill()
+		}
 		return ErrFull
 	}
 	sealedOne := false
@@ -264,11 +433,45 @@ func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []export
 		b.sealLocked(ob)
 		sealedOne = true
 	}
+	spill := b.sp != nil && (sealedOne && b.spoolActive || b.bytes > b.cfg.MaxBufferBytes/2)
 	b.mu.Unlock()
 	b.enqueued.Add(1)
 	if sealedOne {
 		b.signal()
 	}
+	if spill {
+		b.signalSpill()
+	}
+	return nil
+}
+
+// appendOneLocked writes one entry to the spool ("always" mode).
+func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) error {
+	one := &b.one
+	one.Tenant = tenant
+	one.Streams = b.oneStream[:]
+	one.Streams[0] = exporter.Stream{Labels: labels, Entries: b.oneEntry[:]}
+	one.Streams[0].Entries[0] = exporter.Entry{Timestamp: ts, Line: unsafe.String(unsafe.SliceData(line), len(line)), Metadata: meta}
+	b.alwaysBuf = spool.AppendBatch(b.alwaysBuf[:0], one)
+	one.Streams[0].Entries[0] = exporter.Entry{}
+	err := b.sp.Append(b.alwaysBuf, 1, ts)
+	if cap(b.alwaysBuf) > 64<<10 {
+		b.alwaysBuf = nil
+	}
+	if err != nil {
+		if !errors.Is(err, spool.ErrTooLarge) {
+			b.diskErrors.Add(1)
+			b.diskRetryAt = time.Now().Add(time.Second)
+			b.errs.report(fmt.Errorf("spool write (keeping entries in memory): %w", err))
+		}
+		return err
+	}
+	if b.unreadBytes == 0 {
+		b.firstUnread = time.Now()
+	}
+	b.unreadBytes += len(b.alwaysBuf) + 16
+	b.spoolActive = true
+	b.spoolGen++
 	return nil
 }
 
@@ -278,12 +481,10 @@ func (b *Buffer) sealLocked(ob *openBatch) {
 	if ob.n == 0 {
 		return
 	}
-	b.seq++
 	b.queue = append(b.queue, &sealed{
 		batch:   &exporter.Batch{Tenant: ob.tenant, Streams: ob.streams},
-		size:    ob.size + 0,
+		size:    ob.size,
 		n:       ob.n,
-		seq:     b.seq,
 		created: ob.created,
 	})
 }
@@ -293,6 +494,37 @@ func (b *Buffer) signal() {
 	case b.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (b *Buffer) signalSpill() {
+	select {
+	case b.spillWake <- struct{}{}:
+	default:
+	}
+}
+
+// admitted returns how many entries entered the pipeline so far.
+func (b *Buffer) admitted() uint64 { return b.enqueued.Load() + b.recovered }
+
+// settle records n entries leaving the pipeline and wakes Flush waiters.
+func (b *Buffer) settle(n int) {
+	if n <= 0 {
+		return
+	}
+	b.settled.Add(uint64(n))
+	b.mu.Lock()
+	close(b.progress)
+	b.progress = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *Buffer) settledNow() uint64 {
+	n := b.settled.Load()
+	if b.sp != nil {
+		st := b.sp.Stats()
+		n += st.DroppedFullEntries + st.DroppedCorruptEntries
+	}
+	return n
 }
 
 // Flush sends every entry added before the call and waits until each was
@@ -306,28 +538,31 @@ func (b *Buffer) Flush(ctx context.Context) error {
 	for _, ob := range b.open {
 		b.sealLocked(ob)
 	}
-	target := b.seq
+	b.flushWant = true
+	active := b.spoolActive
 	b.mu.Unlock()
+	target := b.admitted()
 	b.signal()
+	if active {
+		b.signalSpill()
+	}
 	return b.waitFor(ctx, target)
 }
 
 func (b *Buffer) waitFor(ctx context.Context, target uint64) error {
 	for {
 		b.mu.Lock()
-		if b.doneSeq >= target {
-			b.mu.Unlock()
-			return nil
-		}
 		ch := b.progress
 		b.mu.Unlock()
+		if b.settledNow() >= target {
+			return nil
+		}
 		select {
 		case <-ch:
+		case <-time.After(100 * time.Millisecond):
+			// Spool drops settle without a signal; look again.
 		case <-b.done:
-			b.mu.Lock()
-			ok := b.doneSeq >= target
-			b.mu.Unlock()
-			if ok {
+			if b.settledNow() >= target {
 				return nil
 			}
 			return ErrClosed
@@ -337,10 +572,12 @@ func (b *Buffer) waitFor(ctx context.Context, target uint64) error {
 	}
 }
 
-// Shutdown stops accepting entries, sends what is queued until ctx ends,
-// then shuts the exporter down. Entries that could not be sent before ctx
-// ended are counted as dropped with [ReasonShutdown]. It is idempotent: later
-// calls wait for the first to finish and return its result.
+// Shutdown stops accepting entries and sends what is queued until ctx ends.
+// With a spool, exporting stops a little before ctx's deadline (a fifth of
+// the time left, at most 500 ms) and what was not delivered is written to the
+// spool for the next start; without one, it is counted as dropped with
+// [ReasonShutdown]. Then the exporter is shut down. Shutdown is idempotent:
+// later calls wait for the first to finish and return its result.
 func (b *Buffer) Shutdown(ctx context.Context) error {
 	b.shutdownOnce.Do(func() {
 		b.mu.Lock()
@@ -350,19 +587,49 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 		}
 		b.mu.Unlock()
 		close(b.stop)
+		exportDone := ctx.Done()
+		if dl, ok := ctx.Deadline(); ok && b.sp != nil {
+			margin := min(time.Until(dl)/5, 500*time.Millisecond)
+			t := time.NewTimer(max(time.Until(dl)-margin, 0))
+			defer t.Stop()
+			c := make(chan struct{})
+			go func() { // ends with Shutdown
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				case <-b.done:
+				}
+				close(c)
+			}()
+			exportDone = c
+		}
 		var errs []error
 		select {
 		case <-b.done:
-		case <-ctx.Done():
+		case <-exportDone:
 			b.abort()
 			<-b.done
-			errs = append(errs, fmt.Errorf("shutdown: %w", ctx.Err()))
+			if ctx.Err() != nil || b.sp == nil {
+				errs = append(errs, fmt.Errorf("shutdown: %w", context.DeadlineExceeded))
+			}
 		}
 		b.abort()
+		close(b.spillerStop)
+		<-b.spillerDone
+		if b.sp != nil {
+			if err := b.spill(true); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		b.dropRest()
+		if b.sp != nil {
+			if err := b.sp.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("shutdown: close spool: %w", err))
+			}
+		}
 		if err := b.exp.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown exporter: %w", err))
 		}
-		b.errs.close()
 		b.shutdownErr = errors.Join(errs...)
 	})
 	<-b.done
@@ -375,6 +642,9 @@ func (b *Buffer) Stats() Stats {
 		Enqueued:     b.enqueued.Load(),
 		Exported:     b.exported.Load(),
 		ExportErrors: b.exportErrors.Load(),
+		Spilled:      b.spilled.Load(),
+		Replayed:     b.replayed.Load(),
+		DiskErrors:   b.diskErrors.Load(),
 		Dropped:      make(map[string]uint64),
 	}
 	b.dropMu.Lock()
@@ -382,11 +652,13 @@ func (b *Buffer) Stats() Stats {
 		s.Dropped[k] = v
 	}
 	b.dropMu.Unlock()
+	var oldest time.Time
 	b.mu.Lock()
 	s.BufferedBytes = int64(b.bytes)
 	s.BufferedEntries = int64(b.entries)
-	var oldest time.Time
-	if len(b.queue) > 0 {
+	if b.inflight != nil {
+		oldest = b.inflight.created
+	} else if len(b.queue) > 0 {
 		oldest = b.queue[0].created
 	}
 	for _, ob := range b.open {
@@ -394,10 +666,28 @@ func (b *Buffer) Stats() Stats {
 			oldest = ob.created
 		}
 	}
-	if !oldest.IsZero() {
-		s.Lag = time.Since(oldest)
-	}
 	b.mu.Unlock()
+	if b.sp != nil {
+		st := b.sp.Stats()
+		s.SpoolBytes = st.Bytes
+		s.SpoolSegments = st.Segments
+		s.SpoolEntries = st.Entries
+		s.CorruptSegments = st.CorruptSegments
+		if st.DroppedFullEntries > 0 {
+			s.Dropped[ReasonSpoolFull] += st.DroppedFullEntries
+		}
+		if st.DroppedCorruptEntries > 0 {
+			s.Dropped[ReasonCorrupt] += st.DroppedCorruptEntries
+		}
+		if st.OldestTimestamp != 0 {
+			if t := time.Unix(0, st.OldestTimestamp); oldest.IsZero() || t.Before(oldest) {
+				oldest = t
+			}
+		}
+	}
+	if !oldest.IsZero() {
+		s.Lag = max(time.Since(oldest), 0)
+	}
 	return s
 }
 
@@ -416,8 +706,27 @@ func (b *Buffer) run() {
 	defer close(b.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	retry := time.Duration(0)
+	var retry time.Duration
+	var rp replay // the batch read from the spool, kept across retries
+	pause := func() {
+		if retry == 0 {
+			retry = b.cfg.RetryInterval
+		} else if retry < 30*time.Second {
+			retry = min(retry*2, 30*time.Second)
+		}
+		timer.Reset(retry)
+		select {
+		case <-timer.C:
+		case <-b.exportCtx.Done():
+			if !timer.Stop() {
+				<-timer.C
+			}
+		}
+	}
 	for {
+		if b.exportCtx.Err() != nil {
+			return
+		}
 		b.mu.Lock()
 		stopping := isClosed(b.stop)
 		now := time.Now()
@@ -430,41 +739,69 @@ func (b *Buffer) run() {
 				next = due
 			}
 		}
+		if b.spoolActive && b.cfg.SpoolMode == SpoolSpill && len(b.queue) > 0 {
+			b.mu.Unlock()
+			b.signalSpill()
+			b.mu.Lock()
+		}
+		fromSpool := b.spoolActive || rp.batch != nil
 		var head *sealed
-		if len(b.queue) > 0 {
+		readNow := false
+		if fromSpool {
+			readNow = rp.batch != nil || stopping || b.flushWant || b.unreadBytes >= b.cfg.BatchSize ||
+				b.cfg.SpoolMode == SpoolSpill || !now.Before(b.firstUnread.Add(b.cfg.BatchWait))
+			if !readNow {
+				if due := b.firstUnread.Add(b.cfg.BatchWait); next.IsZero() || due.Before(next) {
+					next = due
+				}
+			}
+		} else if len(b.queue) > 0 {
 			head = b.queue[0]
+			b.queue[0] = nil
+			b.queue = b.queue[1:]
+			b.inflight = head
+			b.exportStart = now
 		}
 		b.mu.Unlock()
 
-		if head != nil {
-			if b.abortCtx.Err() != nil {
-				b.dropRest()
-				return
-			}
-			ok := b.export(head)
-			if ok {
+		switch {
+		case readNow:
+			switch b.replayStep(&rp) {
+			case stepDone:
 				retry = 0
 				continue
+			case stepEmpty:
+				// Nothing to read (spill mode: maybe the spool just drained).
+			case stepFailed:
+				pause()
+				continue
 			}
-			// Retryable failure: wait, then try the same batch again.
-			if retry == 0 {
-				retry = b.cfg.RetryInterval
-			} else if retry < 30*time.Second {
-				retry *= 2
-			}
-			timer.Reset(retry)
-			select {
-			case <-timer.C:
-			case <-b.abortCtx.Done():
+		case head != nil:
+			if b.exportMemory(head) {
+				retry = 0
+			} else {
+				pause()
 			}
 			continue
 		}
 		if stopping {
-			return
+			b.mu.Lock()
+			idle := len(b.queue) == 0 && b.inflight == nil && !b.spoolActive && rp.batch == nil
+			b.mu.Unlock()
+			if idle {
+				return
+			}
 		}
 		wait := time.Hour
 		if !next.IsZero() {
-			wait = time.Until(next)
+			wait = max(time.Until(next), time.Millisecond)
+		}
+		if stopping {
+			wait = min(wait, 10*time.Millisecond)
+		}
+		stopCh := b.stop
+		if stopping {
+			stopCh = nil // already seen
 		}
 		timer.Reset(wait)
 		select {
@@ -476,77 +813,134 @@ func (b *Buffer) run() {
 				}
 			}
 		case <-timer.C:
-		case <-b.stop:
+		case <-stopCh:
+		case <-b.exportCtx.Done():
+			return
 		}
 	}
 }
 
-// export sends s and settles it. It returns false when s stays queued for a
-// retry.
-func (b *Buffer) export(s *sealed) bool {
-	err := b.exp.Export(b.abortCtx, s.batch)
-	if err == nil {
-		b.exported.Add(uint64(s.n))
-		b.finish(s)
+// exportMemory sends s, taken from the memory queue. It returns false when
+// the export failed and should be tried again after a pause.
+func (b *Buffer) exportMemory(s *sealed) bool {
+	err := b.exp.Export(b.exportCtx, s.batch)
+	done, delivered, rejected := b.classify(err, s.batch, s.n)
+	b.exported.Add(uint64(delivered))
+	b.mu.Lock()
+	onDisk := s.onDisk
+	b.mu.Unlock()
+	if done {
+		if onDisk {
+			// The spiller wrote it while it was in flight: it is the
+			// spool's oldest record. Acknowledge it.
+			if rec, err := b.sp.Next(); err == nil {
+				b.ack(rec.Pos)
+			}
+			b.mu.Lock()
+			b.unreadBytes = 0
+			b.mu.Unlock()
+		}
+		b.release(s)
+		b.settle(delivered + rejected)
 		return true
+	}
+	if onDisk {
+		// The spool has it: read it back from there.
+		b.release(s)
+		return true
+	}
+	if rem := remainingOf(err); rem != nil {
+		b.mu.Lock()
+		s.batch = rem
+		s.n = rem.Len()
+		b.mu.Unlock()
+		b.settle(delivered + rejected)
+	}
+	if b.sp != nil && b.exportCtx.Err() == nil {
+		// Do not hold a failing batch in memory: the spool keeps it, in
+		// order, ahead of everything queued after it.
+		if b.spill(false) == nil {
+			b.mu.Lock()
+			on := s.onDisk
+			b.mu.Unlock()
+			if on {
+				b.release(s)
+				return false
+			}
+		}
+	}
+	// Put it back at the head of the queue.
+	b.mu.Lock()
+	if b.inflight == s {
+		b.inflight = nil
+		b.queue = append([]*sealed{s}, b.queue...)
+	}
+	b.mu.Unlock()
+	return false
+}
+
+// release forgets the in-flight batch s and frees its memory.
+func (b *Buffer) release(s *sealed) {
+	b.mu.Lock()
+	if b.inflight == s {
+		b.inflight = nil
+	}
+	b.bytes -= s.size
+	b.entries -= s.n
+	if b.entries <= 0 {
+		b.entries = 0
+		b.bytes = max(b.bytes, 0)
+	}
+	s.size, s.n = 0, 0
+	b.mu.Unlock()
+}
+
+func remainingOf(err error) *exporter.Batch {
+	var part *exporter.PartialError
+	if errors.As(err, &part) {
+		return part.Remaining
+	}
+	return nil
+}
+
+// classify interprets an Export result for a batch of n entries: whether
+// the batch is settled (nothing left to send), and how many entries were
+// delivered and permanently rejected.
+func (b *Buffer) classify(err error, batch *exporter.Batch, n int) (done bool, delivered, rejected int) {
+	if err == nil {
+		return true, n, 0
 	}
 	b.exportErrors.Add(1)
 	var perm *exporter.PermanentError
 	var part *exporter.PartialError
 	switch {
 	case errors.As(err, &part):
-		rejected := 0
 		if part.Rejected != nil {
-			rejected = part.Rejected.Entries
+			rejected = min(part.Rejected.Entries, n)
 			b.drop(ReasonRejected, rejected)
-			b.errs.report(part.Rejected)
 		}
 		remaining := part.Remaining.Len()
-		b.exported.Add(uint64(max(0, s.n-remaining-rejected)))
-		b.mu.Lock()
-		s.batch = part.Remaining
-		// The memory of delivered entries is released when s finishes.
-		s.n = remaining
-		b.mu.Unlock()
 		b.errs.report(err)
-		return false
+		if remaining == 0 {
+			return true, max(0, n-rejected), rejected
+		}
+		return false, max(0, n-remaining-rejected), rejected
 	case errors.As(err, &perm):
-		rejected := min(perm.Entries, s.n)
-		if perm.Entries == 0 {
-			rejected = s.n
+		rejected = n
+		if perm.Entries > 0 {
+			rejected = min(perm.Entries, n)
 		}
 		b.drop(ReasonRejected, rejected)
-		b.exported.Add(uint64(s.n - rejected))
 		b.errs.report(err)
-		b.finish(s)
-		return true
+		return true, n - rejected, rejected
 	}
-	if b.abortCtx.Err() != nil {
-		return false
+	if b.exportCtx.Err() == nil {
+		b.errs.report(fmt.Errorf("export %d entries: %w", n, err))
 	}
-	b.errs.report(fmt.Errorf("export %d entries: %w", s.n, err))
-	return false
+	return false, 0, 0
 }
 
-// finish removes the head batch s and releases its memory.
-func (b *Buffer) finish(s *sealed) {
-	b.mu.Lock()
-	if len(b.queue) > 0 && b.queue[0] == s {
-		b.queue[0] = nil
-		b.queue = b.queue[1:]
-	}
-	b.bytes -= s.size
-	b.entries -= s.n
-	if b.entries <= 0 {
-		b.entries = 0
-	}
-	b.doneSeq = s.seq
-	close(b.progress)
-	b.progress = make(chan struct{})
-	b.mu.Unlock()
-}
-
-// dropRest counts every entry still held as dropped at shutdown.
+// dropRest counts every entry still held in memory as dropped at shutdown.
 func (b *Buffer) dropRest() {
 	b.mu.Lock()
 	for _, ob := range b.open {
@@ -556,15 +950,19 @@ func (b *Buffer) dropRest() {
 	b.queue = nil
 	n := 0
 	for _, s := range q {
-		n += s.n
+		if !s.onDisk {
+			n += s.n
+		}
 	}
+	if b.inflight != nil && !b.inflight.onDisk {
+		n += b.inflight.n
+	}
+	b.inflight = nil
 	b.bytes, b.entries = 0, 0
-	b.doneSeq = b.seq
-	close(b.progress)
-	b.progress = make(chan struct{})
 	b.mu.Unlock()
 	if n > 0 {
 		b.drop(ReasonShutdown, n)
+		b.settle(n)
 		b.errs.report(fmt.Errorf("shutdown deadline: %d entries not delivered", n))
 	}
 }

@@ -1,0 +1,395 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lokislog/lokislog/exporter"
+	"github.com/lokislog/lokislog/internal/spool"
+)
+
+// switchable fails every export while down is set.
+func switchable(down *atomic.Bool) func(int, *exporter.Batch) error {
+	return func(int, *exporter.Batch) error {
+		if down.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+}
+
+// checkExactlyOnceInOrder checks that lines "<stream>-<i>" arrived once
+// each, per stream in order, for i in [0, n).
+func checkExactlyOnceInOrder(t *testing.T, r *recorder, streams, n int) {
+	t.Helper()
+	got := r.lines()
+	total := 0
+	for k, lines := range got {
+		total += len(lines)
+		for i, l := range lines {
+			parts := strings.SplitN(l, "-", 2)
+			j, _ := strconv.Atoi(parts[1])
+			if j != i {
+				t.Fatalf("stream %s: line %d is %q (duplicate, gap or out of order)", k, i, l)
+			}
+		}
+	}
+	if total != streams*n {
+		t.Fatalf("delivered %d entries, want %d", total, streams*n)
+	}
+}
+
+func logN(t *testing.T, b *Buffer, streams, from, to int, pace time.Duration) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		for s := range streams {
+			line := fmt.Sprintf("%d-%d", s, i)
+			if err := b.Add("", fmt.Sprintf(`{s="%d"}`, s), time.Now().UnixNano(), []byte(line), nil); err != nil {
+				t.Fatalf("add %s: %v", line, err)
+			}
+		}
+		if pace > 0 && i%100 == 0 {
+			time.Sleep(pace)
+		}
+	}
+}
+
+func TestSpillDuringOutageThenDrain(t *testing.T) {
+	for _, mode := range []string{SpoolSpill, SpoolAlways} {
+		t.Run(mode, func(t *testing.T) {
+			var down atomic.Bool
+			down.Store(true)
+			r := &recorder{fail: switchable(&down)}
+			b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), SpoolMode: mode,
+				BatchWait: 5 * time.Millisecond, BatchSize: 4 << 10, MaxBufferBytes: 16 << 10,
+				RetryInterval: time.Millisecond, SpillAfter: 10 * time.Millisecond})
+			// 3 streams x 3000 entries of ~20 bytes is far over the memory bound.
+			logN(t, b, 3, 0, 3000, time.Millisecond)
+			s := b.Stats()
+			if len(s.Dropped) != 0 {
+				t.Fatalf("dropped during the outage: %v", s.Dropped)
+			}
+			if s.Spilled == 0 {
+				t.Fatal("nothing spilled")
+			}
+			down.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := b.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			checkExactlyOnceInOrder(t, r, 3, 3000)
+			s = b.Stats()
+			if s.SpoolEntries != 0 || s.Exported != 9000 || s.Replayed == 0 {
+				t.Fatalf("stats after drain: %+v", s)
+			}
+			if err := b.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestRestartDeliversSpoolExactlyOnce(t *testing.T) {
+	for _, mode := range []string{SpoolSpill, SpoolAlways} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			var down atomic.Bool
+			down.Store(true)
+			r1 := &recorder{fail: switchable(&down)}
+			b1 := mustNew(t, Config{Exporter: r1, SpoolDir: dir, SpoolMode: mode, RetryInterval: time.Millisecond})
+			logN(t, b1, 2, 0, 500, 0)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if err := b1.Shutdown(ctx); err != nil {
+				t.Fatalf("shutdown with a spool should keep the rest on disk: %v", err)
+			}
+			if s := b1.Stats(); len(s.Dropped) != 0 || s.Exported != 0 {
+				t.Fatalf("first process: %+v", s)
+			}
+			// A new process on the same directory, Loki up.
+			r2 := &recorder{}
+			b2 := mustNew(t, Config{Exporter: r2, SpoolDir: dir, SpoolMode: mode})
+			// New data goes behind the backlog.
+			logN(t, b2, 2, 500, 600, 0)
+			if err := b2.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := b2.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			checkExactlyOnceInOrder(t, r2, 2, 600)
+			// A third start sends nothing again.
+			r3 := &recorder{}
+			b3 := mustNew(t, Config{Exporter: r3, SpoolDir: dir, SpoolMode: mode})
+			if err := b3.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if r3.count() != 0 {
+				t.Fatalf("third start resent %d entries", r3.count())
+			}
+		})
+	}
+}
+
+func TestSecondBufferOnSameDirFails(t *testing.T) {
+	dir := t.TempDir()
+	b := mustNew(t, Config{Exporter: &recorder{}, SpoolDir: dir})
+	defer b.Shutdown(context.Background())
+	_, err := New(Config{Exporter: &recorder{}, SpoolDir: dir})
+	if !errors.Is(err, spool.ErrLocked) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestReplayDropsEntriesOlderThanMaxAge(t *testing.T) {
+	dir := t.TempDir()
+	var down atomic.Bool
+	down.Store(true)
+	b1 := mustNew(t, Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: SpoolAlways})
+	old := time.Now().Add(-8 * 24 * time.Hour).UnixNano()
+	for i := range 10 {
+		ts := time.Now().UnixNano()
+		if i < 4 {
+			ts = old + int64(i)
+		}
+		if err := b1.Add("", `{a="b"}`, ts, []byte(fmt.Sprint(i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	b1.Shutdown(ctx)
+	r := &recorder{}
+	b2 := mustNew(t, Config{Exporter: r, SpoolDir: dir})
+	if err := b2.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b2.Shutdown(context.Background())
+	if got := r.lines()[`|{a="b"}`]; fmt.Sprint(got) != "[4 5 6 7 8 9]" {
+		t.Fatalf("delivered %v", got)
+	}
+	if s := b2.Stats(); s.Dropped[ReasonTooOld] != 4 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestSpoolFullDropsOldestAndCounts(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	r := &recorder{fail: switchable(&down)}
+	b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), SpoolMode: SpoolAlways,
+		MaxSpoolBytes: 64 << 10, SpoolSegmentSize: 8 << 10, RetryInterval: time.Millisecond})
+	const n = 5000
+	for i := range n {
+		if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), fmt.Appendf(nil, "line-%05d-%s", i, strings.Repeat("z", 40)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := b.Stats()
+	if s.Dropped[ReasonSpoolFull] == 0 || s.SpoolBytes > 64<<10 {
+		t.Fatalf("stats %+v", s)
+	}
+	down.Store(false)
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.Shutdown(context.Background())
+	s = b.Stats()
+	lines := r.lines()[`|{a="b"}`]
+	if uint64(len(lines))+s.Dropped[ReasonSpoolFull] != n {
+		t.Fatalf("delivered %d + dropped %d != %d", len(lines), s.Dropped[ReasonSpoolFull], n)
+	}
+	// The newest entries are the ones kept.
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, fmt.Sprintf("line-%05d", n-1)) {
+		t.Fatalf("last delivered %q", last)
+	}
+}
+
+// faultyFS fails every write while broken is set.
+type faultyFS struct {
+	spool.OSFS
+	broken *atomic.Bool
+}
+
+func (f faultyFS) OpenFile(name string, flag int, perm fs.FileMode) (spool.File, error) {
+	if f.broken.Load() && flag&(os.O_CREATE|os.O_WRONLY|os.O_RDWR) != 0 && !strings.HasSuffix(name, "LOCK") {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+	}
+	file, err := f.OSFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return faultyFile{File: file, broken: f.broken}, nil
+}
+
+type faultyFile struct {
+	spool.File
+	broken *atomic.Bool
+}
+
+func (f faultyFile) Write(p []byte) (int, error) {
+	if f.broken.Load() {
+		return 0, syscall.ENOSPC
+	}
+	return f.File.Write(p)
+}
+
+func TestDiskFullFallsBackToMemoryAndResumes(t *testing.T) {
+	for _, mode := range []string{SpoolSpill, SpoolAlways} {
+		t.Run(mode, func(t *testing.T) {
+			var broken, down atomic.Bool
+			broken.Store(true)
+			down.Store(true)
+			var reported atomic.Int32
+			r := &recorder{fail: switchable(&down)}
+			b, err := New(Config{Exporter: r, SpoolDir: t.TempDir(), SpoolMode: mode, spoolFS: faultyFS{broken: &broken},
+				BatchWait: time.Millisecond, BatchSize: 1 << 10, MaxBufferBytes: 8 << 10, RetryInterval: time.Millisecond,
+				ErrorHandler: func(error) { reported.Add(1) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			accepted, full := 0, 0
+			for i := range 2000 {
+				err := b.Add("", `{a="b"}`, time.Now().UnixNano(), fmt.Appendf(nil, "%05d", i), nil)
+				switch {
+				case err == nil:
+					accepted++
+				case errors.Is(err, ErrFull):
+					full++
+				default:
+					t.Fatal(err)
+				}
+			}
+			s := b.Stats()
+			if full == 0 || s.Dropped[ReasonDiskError]+s.Dropped[ReasonBufferFull] != uint64(full) || s.DiskErrors == 0 || reported.Load() == 0 {
+				t.Fatalf("accepted %d, full %d, stats %+v, reported %d", accepted, full, s, reported.Load())
+			}
+			// The disk works again: spilling resumes.
+			broken.Store(false)
+			// The spool is left alone for 1 s after a failure; then the
+			// spiller empties memory.
+			deadline := time.Now().Add(10 * time.Second)
+			for b.Stats().BufferedBytes > 4<<10 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			for i := range 2000 {
+				if err := b.Add("", `{a="c"}`, time.Now().UnixNano(), fmt.Appendf(nil, "%05d", i), nil); err != nil {
+					t.Fatalf("after the disk came back: %v", err)
+				}
+				if i%50 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if b.Stats().Spilled == 0 {
+				t.Fatal("no spill after the disk came back")
+			}
+			down.Store(false)
+			if err := b.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			b.Shutdown(context.Background())
+			if got := len(r.lines()[`|{a="c"}`]); got != 2000 {
+				t.Fatalf("delivered %d of the entries logged after recovery", got)
+			}
+			if got := len(r.lines()[`|{a="b"}`]); got != accepted {
+				t.Fatalf("delivered %d of %d accepted during the failure", got, accepted)
+			}
+		})
+	}
+}
+
+// TestCrashLosesNothing runs a child process that logs in "always" mode with
+// the exporter down and prints the index of each entry after Add returned;
+// the test kills it with SIGKILL mid-logging, then a new buffer on the same
+// directory must deliver every printed entry exactly once.
+func TestCrashLosesNothing(t *testing.T) {
+	if os.Getenv("LOKISLOG_CRASH_CHILD") != "" {
+		crashChild(os.Getenv("LOKISLOG_CRASH_CHILD"))
+		return
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGKILL of a child process is not available on windows")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashLosesNothing$")
+	cmd.Env = append(os.Environ(), "LOKISLOG_CRASH_CHILD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once it has logged a few thousand entries.
+	buf := make([]byte, 1<<20)
+	var got []byte
+	for {
+		n, err := out.Read(buf)
+		got = append(got, buf[:n]...)
+		if strings.Count(string(got), "\n") > 3000 || err != nil {
+			break
+		}
+	}
+	cmd.Process.Kill()
+	for {
+		n, err := out.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	cmd.Wait()
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	last, err := strconv.Atoi(lines[len(lines)-1])
+	if err != nil { // a torn last line
+		last, _ = strconv.Atoi(lines[len(lines)-2])
+	}
+	r := &recorder{}
+	b := mustNew(t, Config{Exporter: r, SpoolDir: dir})
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.Shutdown(context.Background())
+	delivered := r.lines()[`|{a="b"}`]
+	if len(delivered) < last+1 {
+		t.Fatalf("child confirmed %d entries, %d delivered", last+1, len(delivered))
+	}
+	for i, l := range delivered {
+		if l != strconv.Itoa(i) {
+			t.Fatalf("entry %d is %q", i, l)
+		}
+	}
+	t.Logf("child confirmed %d entries before SIGKILL; %d delivered", last+1, len(delivered))
+}
+
+func crashChild(dir string) {
+	var down atomic.Bool
+	down.Store(true)
+	b, err := New(Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: SpoolAlways, ErrorHandler: func(error) {}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	w := os.Stdout
+	for i := 0; ; i++ {
+		if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), []byte(strconv.Itoa(i)), nil); err != nil {
+			os.Exit(3)
+		}
+		w.WriteString(strconv.Itoa(i) + "\n")
+	}
+}
+
+var _ = filepath.Join

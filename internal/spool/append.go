@@ -1,0 +1,233 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+)
+
+// maxKeptFrame is the largest frame buffer kept between Appends.
+const maxKeptFrame = 2 << 20
+
+// Append adds a record at the tail. payload is copied; entries is how many
+// log entries it holds and ts the timestamp (Unix ns) of its oldest entry,
+// both kept for Stats and returned by Next.
+//
+// The record is in the OS (page cache) when Append returns nil, with one
+// write system call; in SyncBatch mode it is also flushed. When MaxBytes
+// would be passed, the oldest segments are deleted first and what they held
+// is counted (Stats.DroppedFull*); Append never waits for the consumer.
+//
+// On a disk error (ENOSPC, EACCES, EROFS, ...) Append returns it wrapped,
+// counts it, and leaves the spool as it was: a partial frame is cut off, or
+// the segment is abandoned and the next Append starts a new one. Appends
+// succeed again once the disk does.
+func (s *Spool) Append(payload []byte, entries int, ts int64) error {
+	if int64(len(payload)) > s.o.MaxRecordSize {
+		return fmt.Errorf("spool: append %d bytes (limit %d): %w", len(payload), s.o.MaxRecordSize, ErrTooLarge)
+	}
+	if entries < 0 || uint64(entries) > math.MaxUint32 {
+		return fmt.Errorf("spool: append: entry count %d out of range", entries)
+	}
+	s.mu.Lock()
+	err := s.appendLocked(payload, entries, ts)
+	errs := s.takeErrs()
+	s.mu.Unlock()
+	s.handle(errs)
+	return err
+}
+
+func (s *Spool) appendLocked(payload []byte, entries int, ts int64) error {
+	frameLen := int64(frameHeaderSize + len(payload))
+	if s.closed {
+		return ErrClosed
+	}
+	if s.wseg != nil && s.wseg.records > 0 && s.wseg.size+frameLen > s.o.SegmentSize {
+		s.roll()
+	}
+	if s.wseg == nil {
+		if err := s.create(); err != nil {
+			s.st.WriteErrors++
+			return fmt.Errorf("spool: append: %w", err)
+		}
+	}
+	// Make room: delete the oldest segments, never the one written to.
+	for s.bytes+frameLen > s.o.MaxBytes && len(s.segs) > 1 {
+		s.drop()
+	}
+
+	if cap(s.frame) < int(frameLen) {
+		s.frame = make([]byte, frameLen)
+	}
+	b := s.frame[:frameLen]
+	copy(b[frameHeaderSize:], payload)
+	putFrameHeader(b, uint32(entries), ts)
+	if cap(s.frame) > maxKeptFrame {
+		defer func() { s.frame = nil }()
+	}
+
+	g := s.wseg
+	n, err := s.w.Write(b)
+	if err == nil && n != len(b) {
+		err = io.ErrShortWrite
+	}
+	if err == nil && s.o.Sync == SyncBatch {
+		if err = s.w.Sync(); err != nil {
+			s.st.SyncErrors++
+			// The flush failed: the page may never reach the disk. Take
+			// the record back and leave the file, whose state is unknown.
+			s.undo(g, true)
+			s.st.WriteErrors++
+			return fmt.Errorf("spool: append: sync segment %d: %w", g.num, err)
+		}
+	}
+	if err != nil {
+		s.undo(g, false)
+		s.st.WriteErrors++
+		return fmt.Errorf("spool: append to segment %d: %w", g.num, err)
+	}
+	if g.records == 0 {
+		g.firstTS = ts
+	}
+	g.size += frameLen
+	g.records++
+	g.entries += int64(entries)
+	s.bytes += frameLen
+	s.pendingR++
+	s.pendingE += int64(entries)
+	s.st.Appended++
+	s.dirty = true
+	return nil
+}
+
+// undo cuts a failed write off the writer's segment. When that fails too,
+// or abandon is set, the writer is closed so the next Append starts a new
+// segment instead of writing after garbage. Callers hold s.mu.
+func (s *Spool) undo(g *segment, abandon bool) {
+	if err := s.w.Truncate(g.size); err != nil {
+		abandon = true
+	}
+	if abandon {
+		s.w.Close()
+		s.w, s.wseg = nil, nil
+		if g.records == 0 {
+			s.removeEmpty(g)
+		}
+	}
+}
+
+// removeEmpty deletes a segment without records. Callers hold s.mu.
+func (s *Spool) removeEmpty(g *segment) {
+	for i, h := range s.segs {
+		if h == g {
+			s.segs = append(s.segs[:i], s.segs[i+1:]...)
+			s.bytes -= g.size
+			break
+		}
+	}
+	if s.rseg == g {
+		s.rseg, s.roff = nil, 0
+	}
+	if err := s.fs.Remove(s.path(segmentName(g.num))); err != nil {
+		s.cleanupError(fmt.Errorf("spool: remove empty segment %d: %w", g.num, err)) // Open removes it later
+	}
+}
+
+// roll stops writing to the current segment. Its file is flushed by the
+// sync goroutine (SyncInterval) or closed now. Callers hold s.mu.
+func (s *Spool) roll() {
+	if s.o.Sync == SyncInterval && s.dirty {
+		s.toSync = append(s.toSync, pendingSync{num: s.wseg.num, f: s.w})
+	} else {
+		s.w.Close()
+	}
+	s.w, s.wseg, s.dirty = nil, nil, false
+}
+
+// create starts a new segment and makes it the writer's. Callers hold s.mu.
+func (s *Spool) create() error {
+	num := s.next
+	s.next++ // never reuse a number, even after a failure
+	name := s.path(segmentName(num))
+	f, err := s.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("create segment %d: %w", num, err)
+	}
+	var hdr [headerSize]byte
+	putHeader(hdr[:], num, time.Now().UnixNano())
+	n, err := f.Write(hdr[:])
+	if err == nil && n != headerSize {
+		err = io.ErrShortWrite
+	}
+	if err == nil && s.o.Sync == SyncBatch {
+		if err = f.Sync(); err == nil {
+			err = s.fs.SyncDir(s.o.Dir)
+		}
+	}
+	if err != nil {
+		f.Close()
+		if rerr := s.fs.Remove(name); rerr != nil {
+			// A torn header: Open removes it or sets it aside.
+			s.cleanupError(fmt.Errorf("spool: remove failed segment %d: %w", num, rerr))
+		}
+		return fmt.Errorf("create segment %d: %w", num, err)
+	}
+	g := &segment{num: num, size: headerSize, ackOff: headerSize}
+	s.segs = append(s.segs, g)
+	s.bytes += headerSize
+	s.w, s.wseg = f, g
+	s.dirDirty = true
+	return nil
+}
+
+// drop deletes the oldest segment to make room, counting its unread
+// records as dropped. Records of it that Next already returned stay the
+// consumer's: acknowledging them is a no-op. Callers hold s.mu.
+func (s *Spool) drop() {
+	g := s.segs[0]
+	s.st.DroppedFullRecords += uint64(g.records - g.readR)
+	s.st.DroppedFullEntries += uint64(g.entries - g.readE)
+	s.deleteOldest()
+}
+
+// deleteOldest removes segs[0] from the state and the disk. Callers hold
+// s.mu.
+func (s *Spool) deleteOldest() {
+	g := s.segs[0]
+	s.segs[0] = nil
+	s.segs = s.segs[1:]
+	s.bytes -= g.size
+	s.pendingR -= g.records - g.ackedR
+	s.pendingE -= g.entries - g.ackedE
+	if s.rseg == g || s.rseg == nil {
+		s.rseg, s.roff = nil, 0
+		if len(s.segs) > 0 {
+			s.rseg, s.roff = s.segs[0], s.segs[0].ackOff
+		}
+	}
+	if s.rf != nil && s.rfNum == g.num {
+		s.rf.Close()
+		s.rf = nil
+	}
+	if s.wseg == g {
+		s.w.Close()
+		s.w, s.wseg, s.dirty = nil, nil, false
+	}
+	for i, p := range s.toSync {
+		if p.num == g.num {
+			p.f.Close()
+			s.toSync = append(s.toSync[:i], s.toSync[i+1:]...)
+			break
+		}
+	}
+	if err := s.fs.Remove(s.path(segmentName(g.num))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// The file comes back at the next Open: duplicates, not loss.
+		s.cleanupError(fmt.Errorf("spool: remove segment %d: %w", g.num, err))
+	}
+	if s.o.Sync != SyncNever {
+		s.dirDirty = true
+	}
+}

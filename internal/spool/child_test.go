@@ -1,0 +1,38 @@
+package spool
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+)
+
+// childEnv names the spool directory when the test binary runs as the
+// child of a crash test (see crash_unix_test.go).
+const childEnv = "LOKISLOG_SPOOL_CHILD_DIR"
+
+// childFullEnv makes the child run childDiskFull instead.
+const childFullEnv = "LOKISLOG_SPOOL_CHILD_DISK_FULL"
+
+// childMain appends records forever, printing the id of each after Append
+// returned, until it is killed. LOKISLOG_SPOOL_CHILD_FROM is the first id.
+func childMain(dir string) int {
+	if os.Getenv(childFullEnv) != "" {
+		return childDiskFull(dir)
+	}
+	from, _ := strconv.Atoi(os.Getenv("LOKISLOG_SPOOL_CHILD_FROM"))
+	s, err := Open(Options{Dir: dir, SegmentSize: 4096, Sync: SyncNever})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		return 2
+	}
+	var line []byte
+	for i := from; ; i++ {
+		if err := s.Append(payload(i, 100), 1, int64(i)); err != nil {
+			fmt.Fprintln(os.Stderr, "child append:", err)
+			return 3
+		}
+		line = strconv.AppendInt(line[:0], int64(i), 10)
+		line = append(line, '\n')
+		os.Stdout.Write(line)
+	}
+}

@@ -1,0 +1,65 @@
+// Package spool is lokislog's on-disk queue: a durable, bounded,
+// crash-safe FIFO of opaque records in a directory, with
+// acknowledgement-based deletion. The buffer decides when to spill and when
+// to replay; this package keeps the records. [AppendBatch] and
+// [DecodeBatch] encode an exporter.Batch as a record payload.
+//
+// The file format, recovery and sync modes are described with diagrams in
+// docs/SPOOL.md.
+//
+// # Layout
+//
+// The directory holds numbered segment files (0000000000000001.seg, 16 hex
+// digits), a cursor file, a LOCK file and, after corruption, set-aside
+// copies named <segment>.corrupt. A segment starts with a versioned header;
+// each record is a frame of length, CRC-32C, entry count, timestamp and
+// payload. Records never cross segments, so a segment is the unit of
+// deletion and a torn write only hurts the newest one.
+//
+// # Guarantees
+//
+//   - Order: [Spool.Next] returns records in the order [Spool.Append]
+//     wrote them, across restarts.
+//   - Process crash: a record for which Append returned nil is in the OS
+//     page cache (one write system call, no user-space buffer), so SIGKILL,
+//     OOM-kill or a panic lose nothing Append returned for, in every
+//     [SyncMode]. Power loss loses what the sync mode allows.
+//   - Acknowledgement: [Spool.Ack] marks every record up to a position as
+//     done; a segment is deleted only when all its records are
+//     acknowledged. After Close and Open, acknowledged records are never
+//     returned again (0 duplicates); after a crash, at most the records
+//     returned by Next and not yet acknowledged (the in-flight batch) are
+//     returned again.
+//   - Bounded disk: Options.MaxBytes bounds the segment files. When full,
+//     Append deletes the oldest segments (the newest logs matter most in
+//     an incident) and counts the records and entries dropped. It never
+//     waits for the consumer.
+//   - Bounded memory: the reader checks every length against
+//     Options.MaxRecordSize and the file before allocating. Memory is one
+//     frame buffer (kept up to 2 MiB) plus, per record returned by Next and
+//     not acknowledged, 40 bytes.
+//   - Disk faults: an Append that fails (ENOSPC, EACCES, EROFS, EIO)
+//     returns the error wrapped and leaves the spool consistent; the next
+//     Append never writes after garbage. No panic, no hang.
+//   - One owner: Open locks the directory (flock on Unix, LockFileEx on
+//     Windows); a second Open of it, in this process or another, fails
+//     with [ErrLocked].
+//
+// # Recovery
+//
+// Open scans every segment, checking the header and every frame. In the
+// newest segment a torn tail (partial frame, zero bytes, bad checksum) is
+// truncated: it is where the last writes before a crash land. A segment
+// before the newest was complete when the next one was started, so any
+// damage there is corruption: the whole file is copied to <name>.corrupt
+// and the segment is cut to its valid records, which are still delivered
+// (or, with a bad header, the file is renamed and nothing of it is
+// delivered). The cursor file then says which records of the oldest
+// segment were already acknowledged.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Append never performs an fsync
+// in SyncInterval mode: a goroutine owned by the Spool does, and Close
+// stops it.
+package spool

@@ -1,0 +1,301 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// CorruptionError describes damage found in a segment after Open: the
+// records from Offset to the end of the segment are skipped and counted in
+// Stats.DroppedCorrupt*. It is reported through Options.ErrorHandler.
+type CorruptionError struct {
+	Segment uint64
+	Offset  int64
+	Reason  string
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("spool: segment %d corrupt at offset %d: %s", e.Segment, e.Offset, e.Reason)
+}
+
+// Next returns the oldest record that Next has not returned yet, or
+// ErrEmpty when there is none; it may be called while appends continue.
+// Records stay on disk until acknowledged with Ack. A record found corrupt
+// is skipped with the rest of its segment (see CorruptionError). Any other
+// error is an I/O error (wrapped): nothing was consumed and Next may be
+// called again.
+func (s *Spool) Next() (Record, error) {
+	s.mu.Lock()
+	rec, err := s.nextLocked()
+	errs := s.takeErrs()
+	s.mu.Unlock()
+	s.handle(errs)
+	return rec, err
+}
+
+func (s *Spool) nextLocked() (Record, error) {
+	if s.closed {
+		return Record{}, ErrClosed
+	}
+	for {
+		if s.rseg == nil {
+			if len(s.segs) == 0 {
+				return Record{}, ErrEmpty
+			}
+			s.rseg, s.roff = s.segs[0], s.segs[0].ackOff
+		}
+		g := s.rseg
+		if s.roff >= g.size {
+			i := s.index(g.num)
+			if i < 0 || i+1 >= len(s.segs) {
+				return Record{}, ErrEmpty
+			}
+			s.rseg, s.roff = s.segs[i+1], s.segs[i+1].ackOff
+			continue
+		}
+		f, err := s.readFile(g.num)
+		if err != nil {
+			return Record{}, fmt.Errorf("spool: next: open segment %d: %w", g.num, err)
+		}
+		h, p, err := readFrame(f, s.roff, g.size, s.o.MaxRecordSize)
+		if err != nil {
+			var ce *CorruptionError
+			if !errors.As(err, &ce) {
+				return Record{}, fmt.Errorf("spool: next: segment %d: %w", g.num, err)
+			}
+			ce.Segment = g.num
+			s.skipRest(g)
+			s.cleanupError(ce)
+			continue
+		}
+		rec := Record{Pos: Pos{Segment: g.num, Offset: s.roff}, Payload: p, Entries: int(h.entries), Timestamp: h.ts}
+		end := s.roff + frameHeaderSize + int64(h.length)
+		s.inflight = append(s.inflight, inflight{pos: rec.Pos, end: end, entries: int64(h.entries), ts: h.ts})
+		g.readR++
+		g.readE += int64(h.entries)
+		s.roff = end
+		return rec, nil
+	}
+}
+
+// skipRest gives up the unread records of g after a corruption: they are
+// counted as dropped, and g is no longer written to. Callers hold s.mu.
+func (s *Spool) skipRest(g *segment) {
+	lostR, lostE := g.records-g.readR, g.entries-g.readE
+	s.st.DroppedCorruptRecords += uint64(lostR)
+	s.st.DroppedCorruptEntries += uint64(lostE)
+	g.records, g.entries = g.readR, g.readE
+	s.pendingR -= lostR
+	s.pendingE -= lostE
+	s.roff = g.size
+	if s.wseg == g {
+		s.roll()
+	}
+}
+
+// index returns the index of segment num in s.segs, or -1.
+func (s *Spool) index(num uint64) int {
+	for i, g := range s.segs {
+		if g.num == num {
+			return i
+		}
+	}
+	return -1
+}
+
+// readFile returns a read handle on segment num. Callers hold s.mu.
+func (s *Spool) readFile(num uint64) (File, error) {
+	if s.rf != nil && s.rfNum == num {
+		return s.rf, nil
+	}
+	if s.rf != nil {
+		s.rf.Close()
+		s.rf = nil
+	}
+	f, err := s.fs.OpenFile(s.path(segmentName(num)), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	s.rf, s.rfNum = f, num
+	return f, nil
+}
+
+// readPos is the position of the next unread record. Callers hold s.mu.
+func (s *Spool) readPos() Pos {
+	switch {
+	case s.rseg != nil:
+		return Pos{Segment: s.rseg.num, Offset: s.roff}
+	case len(s.segs) > 0:
+		return Pos{Segment: s.segs[0].num, Offset: s.segs[0].ackOff}
+	default:
+		return Pos{Segment: s.next, Offset: headerSize}
+	}
+}
+
+// Ack acknowledges every record up to and including pos: delivered or
+// permanently rejected, they are never returned again, in this process or
+// after a restart. pos must be the Pos of a record Next returned
+// (ErrBadPos otherwise); acknowledging an already acknowledged position is
+// a no-op.
+//
+// A segment whose records are all acknowledged is deleted. Progress inside
+// the oldest remaining segment is written to the cursor file (write a
+// temporary file, flush, rename, flush the directory; no flushes in
+// SyncNever). When that write fails, Ack returns the error; the records
+// stay acknowledged in this process but a restart would send them again.
+func (s *Spool) Ack(pos Pos) error {
+	s.mu.Lock()
+	err := s.ackLocked(pos)
+	errs := s.takeErrs()
+	s.mu.Unlock()
+	s.handle(errs)
+	return err
+}
+
+func (s *Spool) ackLocked(pos Pos) error {
+	if s.closed {
+		return ErrClosed
+	}
+	if rp := s.readPos(); !pos.Less(rp) {
+		return fmt.Errorf("spool: ack %d/%d (next unread %d/%d): %w", pos.Segment, pos.Offset, rp.Segment, rp.Offset, ErrBadPos)
+	}
+	k := 0
+	for k < len(s.inflight) && !pos.Less(s.inflight[k].pos) {
+		k++
+	}
+	if k == 0 {
+		return nil // already acknowledged
+	}
+	for _, f := range s.inflight[:k] {
+		i := s.index(f.pos.Segment)
+		if i < 0 {
+			continue // its segment was dropped (MaxBytes) or skipped
+		}
+		g := s.segs[i]
+		g.ackedR++
+		g.ackedE += f.entries
+		g.ackOff = f.end
+		s.pendingR--
+		s.pendingE -= f.entries
+		s.st.Acked++
+	}
+	n := copy(s.inflight, s.inflight[k:])
+	s.inflight = s.inflight[:n]
+
+	// Segments completed by this Ack are deleted after the cursor is
+	// written, so a crash in between leaves them to the cursor (deleted at
+	// Open) rather than an old cursor (replayed).
+	done := 0
+	for done < len(s.segs) {
+		g := s.segs[done]
+		if g.ackedR < g.records || g.records == 0 && g == s.wseg {
+			break
+		}
+		done++
+	}
+	var err error
+	if done < len(s.segs) && s.segs[done].ackedR > 0 {
+		g := s.segs[done]
+		s.setAckTS(g)
+		if s.cursorSeg != g.num || s.cursorOff != g.ackOff {
+			if err = s.writeCursor(g.num, g.ackOff); err != nil {
+				s.st.CleanupErrors++
+				err = fmt.Errorf("spool: ack: %w", err)
+			} else {
+				s.cursorSeg, s.cursorOff = g.num, g.ackOff
+			}
+		}
+	}
+	// Without acknowledged records in the first remaining segment, no
+	// cursor is needed: an older one names a deleted segment and Open
+	// ignores it.
+	for range done {
+		s.deleteOldest()
+	}
+	return err
+}
+
+// setAckTS learns the timestamp of the first unacknowledged record of g,
+// the oldest segment, for Stats.OldestTimestamp. Callers hold s.mu.
+func (s *Spool) setAckTS(g *segment) {
+	if len(s.inflight) > 0 && s.inflight[0].pos.Segment == g.num {
+		g.ackTS = s.inflight[0].ts
+		return
+	}
+	g.ackTS = 0
+	if g.ackedR >= g.records || g.ackOff+frameHeaderSize > g.size {
+		return
+	}
+	f, err := s.readFile(g.num)
+	if err != nil {
+		return
+	}
+	var b [frameHeaderSize]byte
+	if _, err := f.ReadAt(b[:], g.ackOff); err == nil {
+		g.ackTS = parseFrameHeader(b[:]).ts
+	}
+}
+
+// writeCursor replaces the cursor file atomically. Callers hold s.mu.
+func (s *Spool) writeCursor(seg uint64, off int64) error {
+	var b [cursorSize]byte
+	putCursor(b[:], seg, off)
+	name := s.path(cursorName)
+	tmp := name + tmpSuffix
+	f, err := s.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write cursor: %w", err)
+	}
+	n, err := f.Write(b[:])
+	if err == nil && n != len(b) {
+		err = io.ErrShortWrite
+	}
+	if err == nil && s.o.Sync != SyncNever {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.fs.Rename(tmp, name)
+	}
+	if err != nil {
+		s.fs.Remove(tmp)
+		return fmt.Errorf("write cursor: %w", err)
+	}
+	if s.o.Sync != SyncNever {
+		if err := s.fs.SyncDir(s.o.Dir); err != nil {
+			return fmt.Errorf("write cursor: sync dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// Rewind makes Next start again at the oldest unacknowledged record, for a
+// consumer that let go of records it read without acknowledging them.
+// Records it held from segments dropped since (MaxBytes) are gone and are
+// counted now as dropped.
+func (s *Spool) Rewind() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	for _, f := range s.inflight {
+		if s.index(f.pos.Segment) < 0 {
+			s.st.DroppedFullRecords++
+			s.st.DroppedFullEntries += uint64(f.entries)
+		}
+	}
+	s.inflight = s.inflight[:0]
+	for _, g := range s.segs {
+		g.readR, g.readE = g.ackedR, g.ackedE
+	}
+	s.rseg, s.roff = nil, 0
+	if len(s.segs) > 0 {
+		s.rseg, s.roff = s.segs[0], s.segs[0].ackOff
+	}
+	return nil
+}
