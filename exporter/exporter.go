@@ -130,7 +130,8 @@ var ErrShutdown = errors.New("exporter: shut down")
 // other than 408 and 429, or a 413 for a single entry. The batch must not be
 // sent again.
 type PermanentError struct {
-	// Status is the HTTP status code.
+	// Status is the HTTP status code, or 0 when the exporter refused the
+	// entries without sending them (for example labels it cannot encode).
 	Status int
 	// Reason is the receiver's answer text, cut to a few hundred bytes.
 	Reason string
