@@ -1,0 +1,324 @@
+package handler
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lokislog/lokislog/internal/labels"
+)
+
+// Defaults for the zero values of [Config].
+const (
+	DefaultURL            = "http://localhost:3100"
+	DefaultBatchWait      = time.Second
+	DefaultBatchSize      = 1 << 20
+	DefaultMaxBufferBytes = 8 << 20
+	DefaultMaxStreams     = 1000
+	DefaultMaxLineSize    = 256 << 10
+
+	// MinMaxLineSize is the smallest MaxLineSize New accepts: a cut line
+	// must still have room for its truncation marker.
+	MinMaxLineSize = 64
+)
+
+// Config configures a [Handler]. The zero value works: it sends logfmt
+// lines over protobuf+snappy to http://localhost:3100 with the label
+// service_name set to the executable's name, keeping up to 8 MiB in memory.
+//
+// The json and yaml tags use the names Promtail and Alloy users know.
+type Config struct {
+	// URL is Loki's base URL; the push path /loki/api/v1/push is added
+	// unless the URL already ends with it. Default "http://localhost:3100".
+	// Only http and https URLs with a host are accepted.
+	URL string `json:"url" yaml:"url"`
+	// TenantID is sent as X-Scope-OrgID when not empty. Default: none.
+	TenantID string `json:"tenant_id" yaml:"tenant_id"`
+
+	// Labels are static stream labels added to every entry. Names must be
+	// valid Loki label names ([a-zA-Z_][a-zA-Z0-9_]*, no "__" prefix) and
+	// values valid UTF-8 of at most 2048 bytes; at most 15 labels. A label
+	// with an empty value is not sent. Default: only service_name, set to
+	// the executable's base name when Labels does not name it.
+	Labels map[string]string `json:"labels" yaml:"labels"`
+	// LabelKeys names attributes promoted to stream labels. An attribute
+	// inside groups is named by its dotted path ("http.method") and becomes
+	// the label of that path sanitised to Loki's rules ("http_method").
+	// "level" makes the record level a label (and takes it out of the
+	// line). Default: none; only Labels are stream labels.
+	LabelKeys []string `json:"label_keys" yaml:"label_keys"`
+	// MetadataKeys names attributes sent as structured metadata instead of
+	// in the line, by dotted path as for LabelKeys; the metadata name is
+	// the sanitised path. Default: none (trace_id and span_id are always
+	// sent when the record's context carries a valid span).
+	MetadataKeys []string `json:"metadata_keys" yaml:"metadata_keys"`
+
+	// Level is the minimum level handled. Default (nil): slog.LevelInfo.
+	Level slog.Leveler `json:"-" yaml:"-"`
+	// AddSource adds the caller's file:line as the "source" attribute.
+	// Default false.
+	AddSource bool `json:"add_source" yaml:"add_source"`
+	// ReplaceAttr rewrites each non-group attribute before it is used,
+	// exactly as slog.HandlerOptions.ReplaceAttr, including for the
+	// built-in time, level, msg and source attributes. LabelKeys and
+	// MetadataKeys match the attribute it returns. Default nil.
+	ReplaceAttr func(groups []string, a slog.Attr) slog.Attr `json:"-" yaml:"-"`
+	// Format is the line format: "logfmt" (default) or "json".
+	Format string `json:"format" yaml:"format"`
+
+	// Protocol is the push encoding: "protobuf" (default, snappy) or
+	// "json" (gzip).
+	Protocol string `json:"protocol" yaml:"protocol"`
+	// BatchWait is the longest an entry waits before its batch is sent.
+	// Default 1s.
+	BatchWait time.Duration `json:"batch_wait" yaml:"batch_wait"`
+	// BatchSize is the batch size in bytes that triggers a send. Default
+	// 1 MiB.
+	BatchSize int `json:"batch_size" yaml:"batch_size"`
+	// MaxBufferBytes bounds the memory held by unsent entries; when it is
+	// full new records are dropped and counted. Default 8 MiB.
+	MaxBufferBytes int `json:"max_buffer_bytes" yaml:"max_buffer_bytes"`
+	// MaxStreams caps the distinct label sets this handler (and all its
+	// WithAttrs/WithGroup clones) sends. A record that would open one more
+	// stream is sent on the static labels' stream with its attribute labels
+	// as structured metadata, and counted in Stats.StreamOverflow.
+	// Default 1000.
+	MaxStreams int `json:"max_streams" yaml:"max_streams"`
+	// MaxLineSize is the longest line sent, in bytes; a longer line is cut
+	// with a visible marker and counted in Stats.Truncated. Default 256 KiB
+	// (Loki's default max_line_size); at least 64.
+	MaxLineSize int `json:"max_line_size" yaml:"max_line_size"`
+
+	// Timeout bounds each push request. Default: the exporter's (10s).
+	Timeout time.Duration `json:"timeout" yaml:"timeout"`
+	// Username and Password enable HTTP basic auth when Username is set.
+	Username string `json:"username" yaml:"username"`
+	Password string `json:"password" yaml:"password"`
+	// BearerToken is sent as "Authorization: Bearer ..." when set.
+	BearerToken string `json:"bearer_token" yaml:"bearer_token"`
+	// Headers are added to every push request.
+	Headers map[string]string `json:"headers" yaml:"headers"`
+	// TLS configures certificates for https URLs. Default: system roots.
+	TLS TLSConfig `json:"tls_config" yaml:"tls_config"`
+	// HTTPClient, when set, is used for pushes instead of a client built
+	// from Timeout and TLS.
+	HTTPClient *http.Client `json:"-" yaml:"-"`
+
+	// ErrorHandler receives asynchronous errors (failed pushes, drops).
+	// Default: a rate-limited line on stderr. It is never slog.Default().
+	ErrorHandler func(error) `json:"-" yaml:"-"`
+
+	// SpoolDir is the directory of the on-disk spool; "" (default) keeps
+	// data in memory only.
+	SpoolDir string `json:"spool_dir" yaml:"spool_dir"`
+	// SpoolMode is "spill" (default: write to disk only when memory is full
+	// or Loki is unreachable) or "always".
+	SpoolMode string `json:"spool_mode" yaml:"spool_mode"`
+	// SpoolSync is "interval" (default), "batch" or "never".
+	SpoolSync string `json:"spool_sync" yaml:"spool_sync"`
+	// MaxSpoolBytes bounds the spool on disk. Default 256 MiB.
+	MaxSpoolBytes int64 `json:"max_spool_bytes" yaml:"max_spool_bytes"`
+	// MaxAge drops spooled entries older than this at replay. Default 7 days.
+	MaxAge time.Duration `json:"max_age" yaml:"max_age"`
+}
+
+// keyClass says where an attribute goes.
+type keyClass uint8
+
+const (
+	classLine keyClass = iota
+	classLabel
+	classMeta
+)
+
+type keyInfo struct {
+	class keyClass
+	name  string // sanitised label or metadata name
+}
+
+// settings is a validated Config with defaults applied.
+type settings struct {
+	Config
+	json       bool
+	static     []labels.Pair // sorted
+	keys       map[string]keyInfo
+	keyLens    uint64 // bit n set: some key has length n (n < 64)
+	keyLong    bool   // some key is 64 bytes or longer
+	levelInfo  keyInfo
+	msgInfo    keyInfo
+	sourceInfo keyInfo
+}
+
+// validate checks cfg and fills in defaults.
+func validate(cfg Config) (*settings, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if cfg.URL == "" {
+		cfg.URL = DefaultURL
+	}
+	if u, err := url.Parse(cfg.URL); err != nil {
+		// The *url.Error would repeat the URL, password included.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		bad("url: %v", err)
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("url %q: want http:// or https:// with a host", redactURL(u))
+	}
+
+	s := &settings{Config: cfg}
+	switch cfg.Format {
+	case "", "logfmt":
+		s.Format = "logfmt"
+	case "json":
+		s.json = true
+	default:
+		bad("format %q: want \"logfmt\" or \"json\"", cfg.Format)
+	}
+	switch cfg.Protocol {
+	case "":
+		s.Protocol = "protobuf"
+	case "protobuf", "json":
+	default:
+		bad("protocol %q: want \"protobuf\" or \"json\"", cfg.Protocol)
+	}
+	switch cfg.SpoolMode {
+	case "", "spill", "always":
+	default:
+		bad("spool_mode %q: want \"spill\" or \"always\"", cfg.SpoolMode)
+	}
+	switch cfg.SpoolSync {
+	case "", "interval", "batch", "never":
+	default:
+		bad("spool_sync %q: want \"interval\", \"batch\" or \"never\"", cfg.SpoolSync)
+	}
+
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"batch_wait", cfg.BatchWait}, {"timeout", cfg.Timeout}, {"max_age", cfg.MaxAge}} {
+		if d.v < 0 {
+			bad("%s %v: must not be negative", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"batch_size", int64(cfg.BatchSize)}, {"max_buffer_bytes", int64(cfg.MaxBufferBytes)},
+		{"max_streams", int64(cfg.MaxStreams)}, {"max_line_size", int64(cfg.MaxLineSize)},
+		{"max_spool_bytes", cfg.MaxSpoolBytes},
+	} {
+		if n.v < 0 {
+			bad("%s %d: must not be negative", n.name, n.v)
+		}
+	}
+	if s.BatchWait == 0 {
+		s.BatchWait = DefaultBatchWait
+	}
+	if s.BatchSize == 0 {
+		s.BatchSize = DefaultBatchSize
+	}
+	if s.MaxBufferBytes == 0 {
+		s.MaxBufferBytes = DefaultMaxBufferBytes
+	}
+	if s.MaxStreams == 0 {
+		s.MaxStreams = DefaultMaxStreams
+	}
+	if s.MaxLineSize == 0 {
+		s.MaxLineSize = DefaultMaxLineSize
+	} else if s.MaxLineSize > 0 && s.MaxLineSize < MinMaxLineSize {
+		bad("max_line_size %d: must be at least %d", s.MaxLineSize, MinMaxLineSize)
+	}
+	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
+		bad("tls_config: cert_file and key_file go together")
+	}
+
+	// Static labels.
+	for name, value := range cfg.Labels {
+		switch {
+		case !labels.Valid(name):
+			bad("label name %q: want [a-zA-Z_][a-zA-Z0-9_]*, at most %d bytes, no \"__\" prefix", name, labels.MaxNameLen)
+		case !utf8.ValidString(value):
+			bad("label %s: value is not valid UTF-8", name)
+		case len(value) > labels.MaxValueLen:
+			bad("label %s: value is %d bytes, Loki allows %d", name, len(value), labels.MaxValueLen)
+		case value != "":
+			s.static = append(s.static, labels.Pair{Name: name, Value: value})
+		}
+	}
+	if _, ok := cfg.Labels["service_name"]; !ok && len(s.static) < labels.MaxLabels {
+		s.static = append(s.static, labels.Pair{Name: "service_name", Value: defaultServiceName()})
+	}
+	if len(s.static) > labels.MaxLabels {
+		bad("labels: %d labels, Loki allows %d per stream", len(s.static), labels.MaxLabels)
+	}
+	labels.SortPairs(s.static)
+
+	// Attribute keys.
+	s.keys = make(map[string]keyInfo)
+	addKey := func(list string, key string, class keyClass) {
+		if key == "" {
+			bad("%s: empty key", list)
+			return
+		}
+		if old, ok := s.keys[key]; ok && old.class != class {
+			bad("key %q is in both label_keys and metadata_keys", key)
+			return
+		}
+		s.keys[key] = keyInfo{class: class, name: labels.Sanitize(key)}
+		if n := len(key); n < 64 {
+			s.keyLens |= 1 << n
+		} else {
+			s.keyLong = true
+		}
+	}
+	for _, k := range cfg.LabelKeys {
+		addKey("label_keys", k, classLabel)
+	}
+	for _, k := range cfg.MetadataKeys {
+		addKey("metadata_keys", k, classMeta)
+	}
+	s.levelInfo = s.keys[slog.LevelKey]
+	s.msgInfo = s.keys[slog.MessageKey]
+	s.sourceInfo = s.keys[slog.SourceKey]
+
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("handler: invalid config: %w", errors.Join(errs...))
+	}
+	return s, nil
+}
+
+// redactURL hides a password in u for error messages.
+func redactURL(u *url.URL) string {
+	return u.Redacted()
+}
+
+// defaultServiceName is the executable's base name without extension, as
+// OpenTelemetry and Loki name services, or "unknown_service".
+func defaultServiceName() string {
+	name := ""
+	if exe, err := os.Executable(); err == nil {
+		name = filepath.Base(exe)
+	} else if len(os.Args) > 0 {
+		name = filepath.Base(os.Args[0])
+	}
+	if runtime.GOOS == "windows" {
+		name = strings.TrimSuffix(name, ".exe")
+	}
+	name = labels.CutValue(strings.TrimSpace(name), labels.MaxValueLen)
+	if name == "" || name == "." || name == string(filepath.Separator) {
+		return "unknown_service"
+	}
+	return name
+}

@@ -1,0 +1,60 @@
+package handler
+
+import (
+	"fmt"
+
+	"github.com/lokislog/lokislog/buffer"
+	"github.com/lokislog/lokislog/exporter"
+)
+
+// TLSConfig holds the TLS settings for https URLs: CA file, client
+// certificate and key (mTLS), server name, and InsecureSkipVerify (only
+// when asked). It is the exporter's type.
+type TLSConfig = exporter.TLSConfig
+
+// New validates cfg and builds the pipeline: the Loki push client and the
+// buffer with its sending goroutine. It never contacts Loki; a Loki that is
+// down at start-up is normal. Call [Handler.Shutdown] to send what is
+// queued and stop the goroutine.
+func New(cfg Config) (*Handler, error) {
+	s, err := validate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client, err := exporter.NewClient(exporter.Config{
+		URL:         s.URL,
+		TenantID:    s.TenantID,
+		Protocol:    s.Protocol,
+		Username:    s.Username,
+		Password:    s.Password,
+		BearerToken: s.BearerToken,
+		Headers:     s.Headers,
+		TLS:         s.TLS,
+		HTTPClient:  s.HTTPClient,
+		Timeout:     s.Timeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("handler: %w", err)
+	}
+	buf, err := buffer.New(buffer.Config{
+		Exporter:       client,
+		BatchWait:      s.BatchWait,
+		BatchSize:      s.BatchSize,
+		MaxBufferBytes: s.MaxBufferBytes,
+		ErrorHandler:   s.ErrorHandler,
+		SpoolDir:       s.SpoolDir,
+		SpoolMode:      s.SpoolMode,
+		SpoolSync:      s.SpoolSync,
+		MaxSpoolBytes:  s.MaxSpoolBytes,
+		MaxAge:         s.MaxAge,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("handler: %w", err)
+	}
+	p := newPipeline(s, buf)
+	p.clientStats = func() clientCounters {
+		cs := client.Stats()
+		return clientCounters{Requests: cs.Requests, Retries: cs.Retries, BytesSent: cs.BytesSent}
+	}
+	return &Handler{p: p, base: baseStream{set: p.staticSet}}, nil
+}

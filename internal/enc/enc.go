@@ -1,0 +1,208 @@
+// Package enc holds the append-style encoders the handler uses to build log
+// lines: logfmt keys and values, JSON strings and numbers, times and
+// durations. Every function appends to dst and returns the extended slice;
+// none allocates unless dst has to grow.
+//
+// Strings are escaped with JSON's rules (without HTML escaping) in both
+// formats, because that is the escape set that Loki's `| logfmt` and `| json`
+// parsers, Go's strconv.Unquote and encoding/json all read back the same way.
+// Invalid UTF-8 becomes U+FFFD.
+package enc
+
+import (
+	"math"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+const hexDigits = "0123456789abcdef"
+
+// safe[b] is true for the ASCII bytes that can appear in a JSON string
+// without escaping.
+var safe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
+
+// bare[b] is true for the ASCII bytes that may appear in an unquoted logfmt
+// key or value: printable, not space, '=' or '"' (a backslash may).
+var bare = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x21; b < utf8.RuneSelf; b++ {
+		t[b] = b != '=' && b != '"'
+	}
+	return t
+}()
+
+// NeedsQuoting reports whether s has to be quoted to be a single logfmt key
+// or value: it is empty, or holds a space, '=', '"', a control character, a
+// non-printable or space rune, or invalid UTF-8. A backslash alone does not
+// need quoting.
+func NeedsQuoting(s string) bool {
+	if len(s) == 0 {
+		return true
+	}
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if !bare[b] {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
+}
+
+// AppendEscaped appends s escaped for the inside of a JSON string (no
+// surrounding quotes). Control characters become \n, \r, \t or \u00XX,
+// invalid UTF-8 becomes \ufffd, U+2028 and U+2029 are escaped, '<', '>'
+// and '&' are not.
+func AppendEscaped(dst []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if safe[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(dst, s[start:]...)
+}
+
+// AppendJSONString appends s as a quoted JSON string.
+func AppendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = AppendEscaped(dst, s)
+	return append(dst, '"')
+}
+
+// AppendLogfmtString appends s as a logfmt key or value: bare when
+// [NeedsQuoting] is false, otherwise quoted with JSON escapes.
+func AppendLogfmtString(dst []byte, s string) []byte {
+	if !NeedsQuoting(s) {
+		return append(dst, s...)
+	}
+	return AppendJSONString(dst, s)
+}
+
+// AppendLogfmtKey appends the logfmt key prefix+key (prefix is the dotted
+// path of the open groups, ending in '.', or empty), quoted when needed.
+func AppendLogfmtKey(dst []byte, prefix []byte, key string) []byte {
+	if len(prefix) == 0 {
+		return AppendLogfmtString(dst, key)
+	}
+	if !NeedsQuoting(string(prefix)) && !NeedsQuoting(key) {
+		dst = append(dst, prefix...)
+		return append(dst, key...)
+	}
+	dst = append(dst, '"')
+	dst = AppendEscaped(dst, string(prefix))
+	dst = AppendEscaped(dst, key)
+	return append(dst, '"')
+}
+
+// AppendJSONFloat appends f the way encoding/json writes a float64: like
+// strconv 'f' format, switching to 'e' for very small and very large
+// magnitudes, with exponents not padded. f must be finite; NaN and
+// infinities have no JSON form and the caller must handle them.
+func AppendJSONFloat(dst []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	n0 := len(dst)
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 -> e-9
+		n := len(dst)
+		if n-n0 >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
+}
+
+// AppendRFC3339Millis appends t in RFC 3339 with exactly three fractional
+// digits (2006-01-02T15:04:05.000Z07:00), as slog's TextHandler writes times.
+func AppendRFC3339Millis(dst []byte, t time.Time) []byte {
+	const prefixLen = len("2006-01-02T15:04:05.000")
+	n := len(dst)
+	// RFC3339Nano trims trailing zeros; adding a tenth of a millisecond
+	// after truncating guarantees four fraction digits, of which the last
+	// is dropped.
+	t = t.Truncate(time.Millisecond).Add(time.Millisecond / 10)
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	if len(dst) < n+prefixLen+1 {
+		return dst // years outside 0..9999; leave as formatted
+	}
+	return append(dst[:n+prefixLen], dst[n+prefixLen+1:]...)
+}
+
+// AppendDuration appends d as time.Duration.String does.
+func AppendDuration(dst []byte, d time.Duration) []byte {
+	return append(dst, d.String()...)
+}
+
+// TruncateUTF8 returns the longest prefix of s that is at most max bytes
+// long and does not end inside a UTF-8 sequence.
+func TruncateUTF8(s []byte, max int) []byte {
+	if len(s) <= max {
+		return s
+	}
+	if max <= 0 {
+		return s[:0]
+	}
+	// Step back over continuation bytes to the start of the rune that
+	// straddles the cut, then keep it only when it fits whole.
+	i := max
+	for i > 0 && i > max-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}

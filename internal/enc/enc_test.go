@@ -1,0 +1,160 @@
+package enc
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestAppendJSONString(t *testing.T) {
+	tests := map[string]string{
+		"":           `""`,
+		"plain":      `"plain"`,
+		`q"b\`:       `"q\"b\\"`,
+		"\n\r\t\x01": `"\n\r\t\u0001"`,
+		"<>&":        `"<>&"`,
+		"\u2028":     `"\u2028"`,
+		"\xffa":      `"\ufffda"`,
+		"héllo":      `"héllo"`,
+	}
+	for in, want := range tests {
+		if got := string(AppendJSONString(nil, in)); got != want {
+			t.Errorf("AppendJSONString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "a b", "\x00\xff", "\u2028", `"\`, "日本"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := AppendJSONString([]byte("x"), s)
+		if b[0] != 'x' {
+			t.Fatal("prefix overwritten")
+		}
+		var got string
+		if err := json.Unmarshal(b[1:], &got); err != nil {
+			t.Fatalf("invalid JSON %s: %v", b[1:], err)
+		}
+		if want := strings.ToValidUTF8(s, "\uFFFD"); got != want && utf8.ValidString(s) {
+			t.Fatalf("round trip %q -> %q", s, got)
+		}
+		if !utf8.Valid(b) {
+			t.Fatalf("output not UTF-8: %q", b)
+		}
+		// strconv.Unquote (Go escapes) reads it back the same way.
+		if u, err := strconv.Unquote(string(b[1:])); err != nil || u != got {
+			t.Fatalf("strconv.Unquote(%s) = %q, %v; want %q", b[1:], u, err, got)
+		}
+	})
+}
+
+func TestNeedsQuoting(t *testing.T) {
+	for s, want := range map[string]bool{
+		"": true, "a": false, "a b": true, "a=b": true, `a"b`: true, `a\b`: false, "é": false,
+		"\u00a0": true, "\t": true, "\xff": true, "日本": false, "a\x7f": false, // DEL is printable enough for slog too
+	} {
+		if got := NeedsQuoting(s); got != want {
+			t.Errorf("NeedsQuoting(%q) = %v", s, got)
+		}
+	}
+}
+
+func FuzzLogfmtString(f *testing.F) {
+	for _, s := range []string{"", "a b", "a=b", "\xff", `q"`, `\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := string(AppendLogfmtString(nil, s))
+		if strings.ContainsAny(b, " =") && b[0] != '"' {
+			t.Fatalf("unquoted output with space or '=': %q", b)
+		}
+		got := b
+		if b != "" && b[0] == '"' {
+			if err := json.Unmarshal([]byte(b), &got); err != nil {
+				t.Fatalf("bad quoted %s: %v", b, err)
+			}
+		}
+		if got != strings.ToValidUTF8(s, "\uFFFD") && utf8.ValidString(s) {
+			t.Fatalf("%q came back as %q", s, got)
+		}
+	})
+}
+
+func TestAppendLogfmtKey(t *testing.T) {
+	for _, tc := range []struct{ prefix, key, want string }{
+		{"", "a", "a"}, {"g.", "a", "g.a"}, {"g.", "a b", `"g.a b"`}, {"g h.", "a", `"g h.a"`}, {"", "", `""`},
+	} {
+		if got := string(AppendLogfmtKey(nil, []byte(tc.prefix), tc.key)); got != tc.want {
+			t.Errorf("AppendLogfmtKey(%q, %q) = %s, want %s", tc.prefix, tc.key, got, tc.want)
+		}
+	}
+}
+
+func FuzzAppendJSONFloat(f *testing.F) {
+	for _, v := range []float64{0, -0.0, 1, 1.5, 1e-7, 1e-6, 1e20, 1e21, 123456789.123, -3e-300, math.MaxFloat64} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return
+		}
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendJSONFloat(nil, v); string(got) != string(want) {
+			t.Fatalf("AppendJSONFloat(%v) = %s, want %s", v, got, want)
+		}
+	})
+}
+
+func TestAppendRFC3339Millis(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC),
+		time.Date(2024, 1, 2, 3, 4, 5, 999999999, time.FixedZone("x", 3600)),
+		time.Date(1999, 12, 31, 23, 59, 59, 1000000, time.UTC),
+	} {
+		want := tm.Truncate(time.Millisecond).Format("2006-01-02T15:04:05.000Z07:00")
+		if got := string(AppendRFC3339Millis([]byte("p"), tm)); got != "p"+want {
+			t.Errorf("got %s, want p%s", got, want)
+		}
+	}
+}
+
+func TestAppendDuration(t *testing.T) {
+	for _, d := range []time.Duration{0, 1, 1500 * time.Microsecond, -time.Hour, math.MaxInt64, math.MinInt64} {
+		if got := string(AppendDuration(nil, d)); got != d.String() {
+			t.Errorf("got %s, want %s", got, d)
+		}
+	}
+	n := testing.AllocsPerRun(100, func() {
+		var buf [64]byte
+		_ = AppendDuration(buf[:0], 1234567*time.Nanosecond)
+	})
+	if n != 0 {
+		t.Errorf("AppendDuration allocates %.0f times", n)
+	}
+}
+
+func FuzzTruncateUTF8(f *testing.F) {
+	f.Add("héllo wörld 日本語", 5)
+	f.Add("\xff\xfe", 1)
+	f.Fuzz(func(t *testing.T, s string, max int) {
+		if max < 0 || max > len(s)+4 {
+			return
+		}
+		got := TruncateUTF8([]byte(s), max)
+		if len(got) > max || !strings.HasPrefix(s, string(got)) {
+			t.Fatalf("TruncateUTF8(%q, %d) = %q", s, max, got)
+		}
+		if utf8.ValidString(s) && (!utf8.Valid(got) || len(s) > max && max-len(got) >= utf8.UTFMax) {
+			t.Fatalf("TruncateUTF8(%q, %d) = %q: invalid or too short", s, max, got)
+		}
+	})
+}
