@@ -609,9 +609,6 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 		case <-exportDone:
 			b.abort()
 			<-b.done
-			if ctx.Err() != nil || b.sp == nil {
-				errs = append(errs, fmt.Errorf("shutdown: %w", context.DeadlineExceeded))
-			}
 		}
 		b.abort()
 		close(b.spillerStop)
@@ -621,7 +618,9 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
-		b.dropRest()
+		if n := b.dropRest(); n > 0 {
+			errs = append(errs, fmt.Errorf("shutdown: %d entries not delivered: %w", n, context.DeadlineExceeded))
+		}
 		if b.sp != nil {
 			if err := b.sp.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("shutdown: close spool: %w", err))
@@ -826,9 +825,15 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 	err := b.exp.Export(b.exportCtx, s.batch)
 	done, delivered, rejected := b.classify(err, s.batch, s.n)
 	b.exported.Add(uint64(delivered))
+	// Wait for a spill under way: it may be writing s right now.
+	b.spillMu.Lock()
 	b.mu.Lock()
 	onDisk := s.onDisk
+	if done || onDisk {
+		b.inflight = nil // no later spill may write it
+	}
 	b.mu.Unlock()
+	b.spillMu.Unlock()
 	if done {
 		if onDisk {
 			// The spiller wrote it while it was in flight: it is the
@@ -941,7 +946,7 @@ func (b *Buffer) classify(err error, batch *exporter.Batch, n int) (done bool, d
 }
 
 // dropRest counts every entry still held in memory as dropped at shutdown.
-func (b *Buffer) dropRest() {
+func (b *Buffer) dropRest() int {
 	b.mu.Lock()
 	for _, ob := range b.open {
 		b.sealLocked(ob)
@@ -965,6 +970,7 @@ func (b *Buffer) dropRest() {
 		b.settle(n)
 		b.errs.report(fmt.Errorf("shutdown deadline: %d entries not delivered", n))
 	}
+	return n
 }
 
 func isClosed(ch chan struct{}) bool {

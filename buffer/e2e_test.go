@@ -37,14 +37,25 @@ func checkLoki(t *testing.T, loki *lokitest.Server, streams, n int) {
 		t.Fatalf("got %d streams, want %d", len(per), streams)
 	}
 	for k, lines := range per {
-		if len(lines) != n {
-			t.Fatalf("stream %s: %d entries, want %d", k, len(lines), n)
-		}
 		for i, l := range lines {
 			j, _ := strconv.Atoi(l[strings.IndexByte(l, '-')+1:])
 			if j != i {
-				t.Fatalf("stream %s: entry %d is %q", k, i, l)
+				pushes := map[string][]int{}
+				for _, e := range loki.Entries() {
+					if e.LabelString == k {
+						pushes[e.Line] = append(pushes[e.Line], e.Push)
+					}
+				}
+				for _, r := range loki.Requests() {
+					t.Logf("push %d status %d fault %q accepted %d", r.Push, r.Status, r.Fault, r.Accepted)
+				}
+				t.Fatalf("stream %s: entry %d is %q (pushes of it: %v)", k, i, l, pushes[l])
 			}
+		}
+	}
+	for k, lines := range per {
+		if len(lines) != n {
+			t.Fatalf("stream %s: %d entries, want %d", k, len(lines), n)
 		}
 	}
 	for _, r := range loki.Requests() {
@@ -60,7 +71,8 @@ func TestOutageAgainstFakeLoki(t *testing.T) {
 			loki := lokitest.NewTestServer(t)
 			b := mustNew(t, Config{Exporter: newClient(t, loki.URL()), SpoolDir: t.TempDir(), SpoolMode: mode,
 				BatchWait: 10 * time.Millisecond, BatchSize: 8 << 10, MaxBufferBytes: 32 << 10,
-				RetryInterval: 5 * time.Millisecond, SpillAfter: 50 * time.Millisecond})
+				RetryInterval: 5 * time.Millisecond, SpillAfter: 50 * time.Millisecond,
+				ErrorHandler: func(err error) { t.Logf("%s error: %v", time.Now().Format("05.000000"), err) }})
 			const streams, n = 3, 4000
 			phase := func(from, to int) {
 				for i := from; i < to; i++ {
@@ -76,13 +88,22 @@ func TestOutageAgainstFakeLoki(t *testing.T) {
 				}
 			}
 			phase(0, 500)
+			// Answer 503 first, so that no push is cut between being
+			// stored and answered (that would be a legitimate duplicate).
+			loki.FailFor(503, lokitest.RetryAfter("0"))
+			// The exporter sends one push at a time: once one was answered
+			// 503, every earlier answer has reached it.
+			i := 500
+			for ; !answered503(loki) && i < 1400; i++ {
+				phase(i, i+1)
+				time.Sleep(time.Millisecond)
+			}
 			loki.Stop() // connection refused
-			phase(500, 1500)
+			phase(i, 1500)
 			if err := loki.Restart(); err != nil {
 				t.Fatal(err)
 			}
-			loki.FailFor(503, lokitest.RetryAfter("0"))
-			phase(1500, 2500)
+			phase(1500, 2500) // 503
 			loki.ClearFaults()
 			phase(2500, n)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -140,4 +161,13 @@ func TestBacklogOverAnHourReplaysWithoutRejection(t *testing.T) {
 	if s := b2.Stats(); s.Dropped[ReasonRejected] != 0 || s.Replayed != streams*n {
 		t.Fatalf("stats %+v", s)
 	}
+}
+
+func answered503(loki *lokitest.Server) bool {
+	for _, r := range loki.Requests() {
+		if r.Status == 503 {
+			return true
+		}
+	}
+	return false
 }
