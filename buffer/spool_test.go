@@ -378,6 +378,10 @@ func TestCrashLosesNothing(t *testing.T) {
 func crashChild(dir string) {
 	var down atomic.Bool
 	down.Store(true)
+	if mode := os.Getenv("LOKISLOG_CRASH_MODE"); mode == SpoolSpill {
+		spillChild(dir, &down)
+		return
+	}
 	b, err := New(Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: SpoolAlways, ErrorHandler: func(error) {}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -393,3 +397,66 @@ func crashChild(dir string) {
 }
 
 var _ = filepath.Join
+
+// spillChild logs spillRecords entries in "spill" mode with the exporter
+// down, waits until they are all on disk, says so and waits to be killed.
+func spillChild(dir string, down *atomic.Bool) {
+	b, err := New(Config{Exporter: &recorder{fail: switchable(down)}, SpoolDir: dir, ErrorHandler: func(error) {},
+		RetryInterval: time.Millisecond, SpillAfter: 10 * time.Millisecond, BatchWait: 5 * time.Millisecond})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	for i := range spillRecords {
+		if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), []byte(strconv.Itoa(i)), nil); err != nil {
+			os.Exit(3)
+		}
+	}
+	for b.Stats().Spilled < spillRecords {
+		time.Sleep(time.Millisecond)
+	}
+	os.Stdout.WriteString("spilled\n")
+	select {}
+}
+
+const spillRecords = 5000
+
+func TestCrashAfterSpillLosesNothing(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGKILL of a child process is not available on windows")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashLosesNothing$")
+	cmd.Env = append(os.Environ(), "LOKISLOG_CRASH_CHILD="+dir, "LOKISLOG_CRASH_MODE="+SpoolSpill)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, _ := out.Read(buf)
+	if !strings.Contains(string(buf[:n]), "spilled") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child said %q", buf[:n])
+	}
+	cmd.Process.Kill() // SIGKILL
+	cmd.Wait()
+	r := &recorder{}
+	b := mustNew(t, Config{Exporter: r, SpoolDir: dir})
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.Shutdown(context.Background())
+	delivered := r.lines()[`|{a="b"}`]
+	if len(delivered) != spillRecords {
+		t.Fatalf("delivered %d of %d", len(delivered), spillRecords)
+	}
+	for i, l := range delivered {
+		if l != strconv.Itoa(i) {
+			t.Fatalf("entry %d is %q", i, l)
+		}
+	}
+}
