@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/lokislog/lokislog/exporter"
 	"github.com/lokislog/lokislog/internal/labels"
 )
 
@@ -77,6 +81,10 @@ type Config struct {
 	// Protocol is the push encoding: "protobuf" (default, snappy) or
 	// "json" (gzip).
 	Protocol string `json:"protocol" yaml:"protocol"`
+	// Compression is the body compression of "json" pushes: "gzip"
+	// (default) or "none". Protobuf pushes are always snappy-compressed, so
+	// with "protobuf" it must be "" or "snappy".
+	Compression string `json:"compression" yaml:"compression"`
 	// BatchWait is the longest an entry waits before its batch is sent.
 	// Default 1s.
 	BatchWait time.Duration `json:"batch_wait" yaml:"batch_wait"`
@@ -99,6 +107,17 @@ type Config struct {
 
 	// Timeout bounds each push request. Default: the exporter's (10s).
 	Timeout time.Duration `json:"timeout" yaml:"timeout"`
+	// MinBackoff is the first wait before a push is retried (after a 429,
+	// a 5xx or a connection error); the wait doubles, with jitter, up to
+	// MaxBackoff. Defaults 500ms and 30s; MaxBackoff must not be less than
+	// MinBackoff.
+	MinBackoff time.Duration `json:"min_backoff" yaml:"min_backoff"`
+	MaxBackoff time.Duration `json:"max_backoff" yaml:"max_backoff"`
+	// MaxRetryTime bounds the time spent pushing one batch, retries
+	// included. When it runs out the batch stays queued (and spills to the
+	// spool when there is one) and is tried again later; it is not dropped.
+	// Default 1m.
+	MaxRetryTime time.Duration `json:"max_retry_time" yaml:"max_retry_time"`
 	// Username and Password enable HTTP basic auth when Username is set.
 	Username string `json:"username" yaml:"username"`
 	Password string `json:"password" yaml:"password"`
@@ -122,12 +141,25 @@ type Config struct {
 	// SpoolMode is "spill" (default: write to disk only when memory is full
 	// or Loki is unreachable) or "always".
 	SpoolMode string `json:"spool_mode" yaml:"spool_mode"`
-	// SpoolSync is "interval" (default), "batch" or "never".
+	// SpoolSync is "interval" (default: fsync every SpoolSyncInterval),
+	// "batch" (fsync every write) or "never" (leave it to the OS).
 	SpoolSync string `json:"spool_sync" yaml:"spool_sync"`
+	// SpoolSyncInterval is the fsync period of SpoolSync "interval".
+	// Default 1s.
+	SpoolSyncInterval time.Duration `json:"spool_sync_interval" yaml:"spool_sync_interval"`
+	// SpillAfter is how long a push may run or keep failing before the
+	// batches in memory are written to the spool ("spill" mode). Default 5s.
+	SpillAfter time.Duration `json:"spill_after" yaml:"spill_after"`
 	// MaxSpoolBytes bounds the spool on disk. Default 256 MiB.
 	MaxSpoolBytes int64 `json:"max_spool_bytes" yaml:"max_spool_bytes"`
 	// MaxAge drops spooled entries older than this at replay. Default 7 days.
 	MaxAge time.Duration `json:"max_age" yaml:"max_age"`
+
+	// MeterProvider receives the handler's own metrics (see the package
+	// documentation, "Metrics"). Default (nil): the global provider,
+	// otel.GetMeterProvider(), which records nothing until the application
+	// installs an SDK. Pass noop.NewMeterProvider() to turn them off.
+	MeterProvider metric.MeterProvider `json:"-" yaml:"-"`
 }
 
 // keyClass says where an attribute goes.
@@ -192,6 +224,19 @@ func validate(cfg Config) (*settings, error) {
 	default:
 		bad("protocol %q: want \"protobuf\" or \"json\"", cfg.Protocol)
 	}
+	switch strings.ToLower(cfg.Compression) {
+	case "":
+	case exporter.CompressionSnappy:
+		if s.Protocol == "json" {
+			bad("compression %q: want \"gzip\" or \"none\" with protocol json", cfg.Compression)
+		}
+	case exporter.CompressionGzip, exporter.CompressionNone:
+		if s.Protocol != "json" {
+			bad("compression %q: protobuf pushes are always snappy-compressed (set protocol json)", cfg.Compression)
+		}
+	default:
+		bad("compression %q: want \"gzip\" or \"none\" (json), \"snappy\" (protobuf)", cfg.Compression)
+	}
 	switch cfg.SpoolMode {
 	case "", "spill", "always":
 	default:
@@ -206,10 +251,17 @@ func validate(cfg Config) (*settings, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"batch_wait", cfg.BatchWait}, {"timeout", cfg.Timeout}, {"max_age", cfg.MaxAge}} {
+	}{
+		{"batch_wait", cfg.BatchWait}, {"timeout", cfg.Timeout}, {"max_age", cfg.MaxAge},
+		{"min_backoff", cfg.MinBackoff}, {"max_backoff", cfg.MaxBackoff}, {"max_retry_time", cfg.MaxRetryTime},
+		{"spool_sync_interval", cfg.SpoolSyncInterval}, {"spill_after", cfg.SpillAfter},
+	} {
 		if d.v < 0 {
 			bad("%s %v: must not be negative", d.name, d.v)
 		}
+	}
+	if minB, maxB := cmp.Or(cfg.MinBackoff, exporter.DefaultMinBackoff), cmp.Or(cfg.MaxBackoff, exporter.DefaultMaxBackoff); minB > 0 && maxB > 0 && maxB < minB {
+		bad("max_backoff %v is less than min_backoff %v", maxB, minB)
 	}
 	for _, n := range []struct {
 		name string

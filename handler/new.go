@@ -21,37 +21,59 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(s.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("handler: metrics: %w", err)
+	}
+	h, err := build(s, m)
+	if err != nil {
+		_ = m.stop()
+		return nil, err
+	}
+	m.src.Store(h)
+	return h, nil
+}
+
+// build creates the client, the buffer and the Handler, with m's hooks.
+func build(s *settings, m *metrics) (*Handler, error) {
 	client, err := exporter.NewClient(exporter.Config{
-		URL:         s.URL,
-		TenantID:    s.TenantID,
-		Protocol:    s.Protocol,
-		Username:    s.Username,
-		Password:    s.Password,
-		BearerToken: s.BearerToken,
-		Headers:     s.Headers,
-		TLS:         s.TLS,
-		HTTPClient:  s.HTTPClient,
-		Timeout:     s.Timeout,
+		URL:          s.URL,
+		TenantID:     s.TenantID,
+		Protocol:     s.Protocol,
+		Username:     s.Username,
+		Password:     s.Password,
+		BearerToken:  s.BearerToken,
+		Headers:      s.Headers,
+		TLS:          s.TLS,
+		HTTPClient:   s.HTTPClient,
+		Timeout:      s.Timeout,
+		Compression:  s.Compression,
+		MinBackoff:   s.MinBackoff,
+		MaxBackoff:   s.MaxBackoff,
+		MaxRetryTime: s.MaxRetryTime,
+		OnRequest:    m.recordRequest,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("handler: %w", err)
 	}
 	buf, err := buffer.New(buffer.Config{
-		Exporter:       client,
-		BatchWait:      s.BatchWait,
-		BatchSize:      s.BatchSize,
-		MaxBufferBytes: s.MaxBufferBytes,
-		ErrorHandler:   s.ErrorHandler,
-		SpoolDir:       s.SpoolDir,
-		SpoolMode:      s.SpoolMode,
-		SpoolSync:      s.SpoolSync,
-		MaxSpoolBytes:  s.MaxSpoolBytes,
-		MaxAge:         s.MaxAge,
+		Exporter:          client,
+		BatchWait:         s.BatchWait,
+		BatchSize:         s.BatchSize,
+		MaxBufferBytes:    s.MaxBufferBytes,
+		ErrorHandler:      s.ErrorHandler,
+		SpoolDir:          s.SpoolDir,
+		SpoolMode:         s.SpoolMode,
+		SpoolSync:         s.SpoolSync,
+		MaxSpoolBytes:     s.MaxSpoolBytes,
+		MaxAge:            s.MaxAge,
+		SpoolSyncInterval: s.SpoolSyncInterval,
+		SpillAfter:        s.SpillAfter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("handler: %w", err)
 	}
-	p := newPipeline(s, buf)
+	p := newPipeline(s, meteredSink{Buffer: buf, m: m})
 	p.clientStats = func() clientCounters {
 		cs := client.Stats()
 		return clientCounters{Requests: cs.Requests, Retries: cs.Retries, BytesSent: cs.BytesSent}
