@@ -366,9 +366,11 @@ again:
 		// The disk failed: keep the entry in memory (below).
 	}
 	ob := b.open[tenant]
+	newBatch := false
 	if ob == nil {
 		ob = &openBatch{tenant: tenant, index: make(map[string]int), created: time.Now()}
 		b.open[tenant] = ob
+		newBatch = true // the worker must time its BatchWait
 	}
 	si, ok := ob.index[labels]
 	extra := size
@@ -436,7 +438,7 @@ again:
 	spill := b.sp != nil && (sealedOne && b.spoolActive || b.bytes > b.cfg.MaxBufferBytes/2)
 	b.mu.Unlock()
 	b.enqueued.Add(1)
-	if sealedOne {
+	if sealedOne || newBatch {
 		b.signal()
 	}
 	if spill {

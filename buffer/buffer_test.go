@@ -238,6 +238,21 @@ func TestBatchWait(t *testing.T) {
 	})
 }
 
+func TestBatchWaitAfterIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{}
+		b := mustNew(t, Config{Exporter: r, BatchWait: 50 * time.Millisecond})
+		time.Sleep(10 * time.Second) // the worker goes idle
+		add(t, b, "", `{a="b"}`, "after idle")
+		time.Sleep(60 * time.Millisecond)
+		synctest.Wait()
+		if n := r.count(); n != 1 {
+			t.Fatalf("sent %d entries one BatchWait after an idle period, want 1", n)
+		}
+		b.Shutdown(context.Background())
+	})
+}
+
 func TestMemoryFullDropsNewestAndCounts(t *testing.T) {
 	r := &recorder{gate: make(chan struct{})}
 	b := mustNew(t, Config{Exporter: r, BatchWait: time.Hour, BatchSize: 1000, MaxBufferBytes: 4000})

@@ -90,4 +90,50 @@
 // Handle only appends them. Shutdown on any clone stops the shared pipeline:
 // it sends what is queued until its context ends, is idempotent, and
 // afterwards Handle returns buffer.ErrClosed.
+//
+// # Configuration from files and the environment
+//
+// [LoadConfigFile] and [LoadConfig] read a Config from YAML or JSON, with
+// the fields' snake_case names (Promtail's where it has one), durations as
+// strings ("1s", "7d") and byte sizes as numbers or strings ("1MiB");
+// Config's UnmarshalYAML and UnmarshalJSON do the same when a Config is a
+// section of an application's own configuration. An unknown key is an
+// error. [ConfigFromEnv] reads the LOKI_* environment variables (LOKI_URL,
+// LOKI_LABELS="k=v,k=v", LOKI_PASSWORD_FILE, ...), and [Config.ApplyEnv]
+// lays them over a Config loaded from a file. Neither validates: [New]
+// does, and reports every problem at once.
+//
+// # Metrics
+//
+// The handler reports its own metrics through the OpenTelemetry metric
+// API, to Config.MeterProvider or else the global provider (which records
+// nothing until the application installs an SDK; the handler never
+// installs one). The instruments, in the Meter named [MeterName]:
+//
+//	lokislog.records.enqueued     counter   {record}   records queued
+//	lokislog.records.exported     counter   {record}   records Loki accepted
+//	lokislog.records.dropped      counter   {record}   records lost; attribute reason
+//	lokislog.records.spilled      counter   {record}   records written to the spool
+//	lokislog.records.replayed     counter   {record}   records read back from the spool and delivered
+//	lokislog.records.truncated    counter   {record}   lines cut to MaxLineSize
+//	lokislog.records.overflow     counter   {record}   attribute limit: streams, labels, metadata
+//	lokislog.export.requests      counter   {request}  push requests, retries included
+//	lokislog.export.retries       counter   {request}  push requests that repeated a failed one
+//	lokislog.export.failures      counter   {batch}    batch pushes that failed after retries
+//	lokislog.export.bytes         counter   By         request bytes sent (compressed)
+//	lokislog.export.duration      histogram s          each push request; http.response.status_code or error.type=no_response
+//	lokislog.buffer.size          updown    By         bytes in memory, not yet delivered
+//	lokislog.buffer.records       updown    {record}   records in memory, not yet delivered
+//	lokislog.spool.size           updown    By         size of the spool on disk
+//	lokislog.spool.records        updown    {record}   records in the spool, not yet delivered
+//	lokislog.spool.segments       updown    {segment}  spool files
+//	lokislog.spool.write_errors   counter   {error}    failed spool writes
+//	lokislog.streams              updown    {stream}   distinct label sets opened
+//	lokislog.lag                  gauge     s          age of the oldest record not yet delivered
+//
+// All but lokislog.export.duration are observed by one callback that reads
+// [Handler.Stats] when the application's reader collects, so logging costs
+// nothing more. Shutdown unregisters it. Handlers sharing a provider
+// report the sum of their counters (lokislog.lag: one of their values); to
+// tell them apart, give each its own MeterProvider.
 package handler

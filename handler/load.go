@@ -153,7 +153,7 @@ type fileConfig struct {
 	BatchWait      duration `json:"batch_wait,omitempty" yaml:"batch_wait,omitempty"`
 	BatchSize      byteSize `json:"batch_size,omitempty" yaml:"batch_size,omitempty"`
 	MaxBufferBytes byteSize `json:"max_buffer_bytes,omitempty" yaml:"max_buffer_bytes,omitempty"`
-	MaxStreams     int      `json:"max_streams,omitempty" yaml:"max_streams,omitempty"`
+	MaxStreams     intValue `json:"max_streams,omitempty" yaml:"max_streams,omitempty"`
 	MaxLineSize    byteSize `json:"max_line_size,omitempty" yaml:"max_line_size,omitempty"`
 
 	Timeout      duration          `json:"timeout,omitempty" yaml:"timeout,omitempty"`
@@ -183,7 +183,7 @@ func fromConfig(c Config) fileConfig {
 		AddSource: c.AddSource, Format: c.Format,
 		Protocol: c.Protocol, Compression: c.Compression,
 		BatchWait: duration(c.BatchWait), BatchSize: byteSize(c.BatchSize), MaxBufferBytes: byteSize(c.MaxBufferBytes),
-		MaxStreams: c.MaxStreams, MaxLineSize: byteSize(c.MaxLineSize),
+		MaxStreams: intValue(c.MaxStreams), MaxLineSize: byteSize(c.MaxLineSize),
 		Timeout: duration(c.Timeout), MinBackoff: duration(c.MinBackoff), MaxBackoff: duration(c.MaxBackoff),
 		MaxRetryTime: duration(c.MaxRetryTime),
 		Username:     c.Username, Password: c.Password, BearerToken: c.BearerToken, Headers: maps.Clone(c.Headers),
@@ -212,7 +212,7 @@ func (fc fileConfig) apply(base Config) Config {
 	c.AddSource, c.Format = fc.AddSource, fc.Format
 	c.Protocol, c.Compression = fc.Protocol, fc.Compression
 	c.BatchWait, c.BatchSize, c.MaxBufferBytes = time.Duration(fc.BatchWait), int(fc.BatchSize), int(fc.MaxBufferBytes)
-	c.MaxStreams, c.MaxLineSize = fc.MaxStreams, int(fc.MaxLineSize)
+	c.MaxStreams, c.MaxLineSize = int(fc.MaxStreams), int(fc.MaxLineSize)
 	c.Timeout, c.MinBackoff, c.MaxBackoff = time.Duration(fc.Timeout), time.Duration(fc.MinBackoff), time.Duration(fc.MaxBackoff)
 	c.MaxRetryTime = time.Duration(fc.MaxRetryTime)
 	c.Username, c.Password, c.BearerToken, c.Headers = fc.Username, fc.Password, fc.BearerToken, fc.Headers
@@ -324,8 +324,12 @@ func decodeJSONObject(data []byte, v reflect.Value, path string) error {
 		}
 		if err := json.Unmarshal(raw, f.Addr().Interface()); err != nil {
 			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				return fmt.Errorf("%s: cannot use a JSON %s as %s", path+key, te.Value, kindName(f.Type()))
+			if errors.As(err, &te) && te.Type != nil {
+				where := path + key
+				if te.Field != "" {
+					where += "." + te.Field
+				}
+				return fmt.Errorf("%s: cannot use a JSON %s as %s", where, te.Value, kindName(te.Type))
 			}
 			return fmt.Errorf("%s: %w", path+key, err)
 		}
@@ -343,14 +347,18 @@ func pathOr(path string) string {
 // kindName names a field's type for errors.
 func kindName(t reflect.Type) string {
 	switch t.Kind() {
+	case reflect.Pointer:
+		return kindName(t.Elem())
 	case reflect.Map:
 		return "a map of strings"
 	case reflect.Slice:
 		return "a list of strings"
 	case reflect.Bool:
 		return "a boolean"
-	case reflect.Int, reflect.Int64:
+	case reflect.Int, reflect.Int64, reflect.Int32:
 		return "an integer"
+	case reflect.Struct:
+		return "an object"
 	}
 	return "a string"
 }
@@ -594,6 +602,42 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid size %q: not a whole number of bytes", s)
 	}
 	return int64(v), nil
+}
+
+// intValue is an int that must be written as a whole number: YAML would
+// otherwise truncate 1.5 to 1.
+type intValue int
+
+func (n *intValue) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	s := string(b)
+	if len(b) > 0 && b[0] == '"' {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+	}
+	return n.set(s)
+}
+
+func (n *intValue) UnmarshalYAML(node *yaml.Node) error {
+	if node.Kind != yaml.ScalarNode {
+		return errors.New("want a whole number")
+	}
+	if node.ShortTag() == "!!null" {
+		return nil
+	}
+	return n.set(node.Value)
+}
+
+func (n *intValue) set(s string) error {
+	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, strconv.IntSize)
+	if err != nil {
+		return fmt.Errorf("invalid number %q: want a whole number", s)
+	}
+	*n = intValue(v)
+	return nil
 }
 
 // levelValue is a slog.Level read from a name or a number; see

@@ -149,9 +149,9 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Shutdown(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	defer h.Shutdown(ctx)
 	log := slog.New(h)
 
 	// Before anything: every instrument reports, at zero.
@@ -189,6 +189,10 @@ func TestMetrics(t *testing.T) {
 	if v, _ := s.int(MetricRecordsEnqueued); v != n {
 		t.Errorf("enqueued %d right after logging %d", v, n)
 	}
+	// Flush starts the push at once; it cannot finish during the outage.
+	fctx, fcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_ = h.Flush(fctx)
+	fcancel()
 	s = waitMetric(t, reader, "retries, spill, lag and 503 durations", func(s snapshot) bool {
 		retries, _ := s.int(MetricExportRetries)
 		spilled, _ := s.int(MetricRecordsSpilled)
@@ -252,13 +256,15 @@ func TestMetrics(t *testing.T) {
 	// While memory holds records, buffer size is above zero.
 	loki.SetDelay(500 * time.Millisecond)
 	log.Info("held")
+	flushed := make(chan error, 1)
+	go func() { flushed <- h.Flush(ctx) }()
 	waitMetric(t, reader, "buffer size while a push is slow", func(s snapshot) bool {
 		v, _ := s.int(MetricBufferSize)
 		r, _ := s.int(MetricBufferRecords)
 		return v > 0 && r == 1
 	})
 	loki.SetDelay(0)
-	if err := h.Flush(ctx); err != nil {
+	if err := <-flushed; err != nil {
 		t.Fatal(err)
 	}
 
