@@ -29,6 +29,13 @@ func (b *Buffer) spiller() {
 		}
 		b.mu.Lock()
 		now := time.Now()
+		// The worker seals batches when it is free; while it is stuck in a
+		// long export, seal them here so they can go to disk.
+		for _, ob := range b.open {
+			if now.Sub(ob.created) >= b.cfg.BatchWait && b.inflight != nil {
+				b.sealLocked(ob)
+			}
+		}
 		need := b.spoolActive && len(b.queue) > 0 ||
 			b.bytes > b.cfg.MaxBufferBytes/2 ||
 			b.inflight != nil && !b.inflight.onDisk && now.Sub(b.exportStart) >= b.cfg.SpillAfter ||
