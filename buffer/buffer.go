@@ -840,8 +840,14 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 		if onDisk {
 			// The spiller wrote it while it was in flight: it is the
 			// spool's oldest record. Acknowledge it.
-			if rec, err := b.sp.Next(); err == nil {
+			rec, err := b.sp.Next()
+			if err == nil {
 				b.ack(rec.Pos)
+			} else {
+				b.errs.report(fmt.Errorf("spool: acknowledge a batch delivered from memory: %w", err))
+			}
+			if debugSpool {
+				b.errs.report(fmt.Errorf("DEBUG acked in-flight record %v entries %d (batch %d)", rec.Pos, rec.Entries, s.n))
 			}
 			b.mu.Lock()
 			b.unreadBytes = 0
@@ -1050,3 +1056,5 @@ func (r *errorReporter) report(err error) {
 }
 
 func (r *errorReporter) close() {}
+
+const debugSpool = false

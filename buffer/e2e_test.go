@@ -18,7 +18,7 @@ import (
 func newClient(t *testing.T, url string) *exporter.Client {
 	t.Helper()
 	c, err := exporter.NewClient(exporter.Config{URL: url, MinBackoff: 5 * time.Millisecond,
-		MaxBackoff: 20 * time.Millisecond, MaxRetryTime: 100 * time.Millisecond, Timeout: time.Second})
+		MaxBackoff: 20 * time.Millisecond, MaxRetryTime: 100 * time.Millisecond, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

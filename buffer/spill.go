@@ -1,8 +1,10 @@
 package buffer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lokislog/lokislog/exporter"
@@ -88,6 +90,9 @@ func (b *Buffer) spill(final bool) error {
 			break
 		}
 		written++
+		if debugSpool {
+			b.errs.report(fmt.Errorf("DEBUG spilled %d entries first %q inflight=%v", it.n, it.batch.Streams[0].Entries[0].Line, it == b.inflight))
+		}
 		b.spilled.Add(uint64(it.n))
 		b.mu.Lock()
 		it.onDisk = true
@@ -129,10 +134,18 @@ type replay struct {
 	n       int
 	last    spool.Pos
 	hasLast bool
-	// carry is a record read ahead that belongs to the next batch.
-	carry      *exporter.Batch
-	carryPos   spool.Pos
-	carryBytes int
+	// carry is a record read ahead that belongs to the next batch (another
+	// tenant): a copy of its payload, since a NextView payload is only
+	// valid until the next read.
+	carry        []byte
+	carryPos     spool.Pos
+	carryEntries int
+
+	// dec decodes records without allocating; arena and metas own the
+	// lines and metadata copied out of the spool's read-ahead block.
+	dec   spool.BatchDecoder
+	arena arena
+	metas []exporter.LabelPair
 }
 
 type step int
@@ -173,6 +186,11 @@ func (b *Buffer) replayStep(rp *replay) step {
 // readReplay fills rp.batch with records from the spool, oldest first, up to
 // BatchSize bytes and one tenant. Entries older than MaxAge are dropped
 // here. It reports whether the spool had nothing to read.
+//
+// Records are read with NextView and decoded with BatchDecoder.Range: no
+// allocation per record. Their strings alias the spool's read-ahead block,
+// valid until the next NextView, so merge copies what the batch keeps:
+// lines and metadata into rp.arena, labels and tenant once per batch.
 func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	b.mu.Lock()
 	gen := b.spoolGen
@@ -185,15 +203,48 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	size, n, tooOld := 0, 0, 0
 	read := false
 	minTS := time.Now().Add(-b.cfg.MaxAge).UnixNano()
+	cur := -1 // stream of the last entry merged
+	merge := func(tenant, labels string, e exporter.Entry) {
+		if e.Timestamp < minTS {
+			tooOld++
+			return
+		}
+		if merged == nil {
+			merged = &exporter.Batch{Tenant: strings.Clone(tenant)}
+		}
+		if cur < 0 || merged.Streams[cur].Labels != labels {
+			i, ok := index[labels]
+			if !ok {
+				own := strings.Clone(labels)
+				i = len(merged.Streams)
+				index[own] = i
+				merged.Streams = append(merged.Streams, exporter.Stream{Labels: own})
+			}
+			cur = i
+		}
+		e.Line = rp.arena.strs(e.Line)
+		if len(e.Metadata) > 0 {
+			if cap(rp.metas)-len(rp.metas) < len(e.Metadata) {
+				rp.metas = make([]exporter.LabelPair, 0, max(256, len(e.Metadata)))
+			}
+			start := len(rp.metas)
+			for _, m := range e.Metadata {
+				rp.metas = append(rp.metas, exporter.LabelPair{Name: rp.arena.strs(m.Name), Value: rp.arena.strs(m.Value)})
+			}
+			e.Metadata = rp.metas[start:len(rp.metas):len(rp.metas)]
+		}
+		merged.Streams[cur].Entries = append(merged.Streams[cur].Entries, e)
+		n++
+	}
 	for size < b.cfg.BatchSize {
-		var bt *exporter.Batch
+		var payload []byte
 		var pos spool.Pos
-		var bytes int
+		var entries int
 		if rp.carry != nil {
-			bt, pos, bytes = rp.carry, rp.carryPos, rp.carryBytes
+			payload, pos, entries = rp.carry, rp.carryPos, rp.carryEntries
 			rp.carry = nil
 		} else {
-			rec, err := b.sp.Next()
+			rec, err := b.sp.NextView()
 			if err != nil {
 				var ce *spool.CorruptionError
 				if errors.As(err, &ce) {
@@ -205,45 +256,33 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 				}
 				break
 			}
-			bytes = len(rec.Payload)
-			pos = rec.Pos
-			bt, err = spool.DecodeBatch(rec.Payload)
-			if err != nil {
-				// A record with a good checksum but a bad payload: count
-				// its entries as corrupt and move past it.
-				b.drop(ReasonCorrupt, rec.Entries)
-				b.settle(rec.Entries)
-				b.errs.report(fmt.Errorf("spool record %v: %w", rec.Pos, err))
-				rp.last, rp.hasLast = pos, true
-				read = true
-				continue
+			payload, pos, entries = rec.Payload, rec.Pos, rec.Entries
+			if debugSpool {
+				bt, _ := spool.DecodeBatch(rec.Payload)
+				b.errs.report(fmt.Errorf("DEBUG replay read %v entries %d first %q", rec.Pos, rec.Entries, bt.Streams[0].Entries[0].Line))
 			}
 		}
 		read = true
-		if merged != nil && bt.Tenant != merged.Tenant {
-			rp.carry, rp.carryPos, rp.carryBytes = bt, pos, bytes
+		tenant, err := spool.BatchTenant(payload)
+		if err == nil && merged != nil && tenant != merged.Tenant {
+			// Another tenant: the record starts the next batch. Keep a
+			// copy, the view is gone after the next read.
+			rp.carry, rp.carryPos, rp.carryEntries = bytes.Clone(payload), pos, entries
 			break
 		}
-		if merged == nil {
-			merged = &exporter.Batch{Tenant: bt.Tenant}
+		if err == nil {
+			err = rp.dec.Range(payload, merge) // all or nothing
 		}
-		for _, st := range bt.Streams {
-			i, ok := index[st.Labels]
-			if !ok {
-				i = len(merged.Streams)
-				index[st.Labels] = i
-				merged.Streams = append(merged.Streams, exporter.Stream{Labels: st.Labels})
-			}
-			for _, e := range st.Entries {
-				if e.Timestamp < minTS {
-					tooOld++
-					continue
-				}
-				merged.Streams[i].Entries = append(merged.Streams[i].Entries, e)
-				n++
-			}
+		if err != nil {
+			// A record with a good checksum but a bad payload: count
+			// its entries as corrupt and move past it.
+			b.drop(ReasonCorrupt, entries)
+			b.settle(entries)
+			b.errs.report(fmt.Errorf("spool record %v: %w", pos, err))
+			rp.last, rp.hasLast = pos, true
+			continue
 		}
-		size += bytes
+		size += len(payload)
 		rp.last, rp.hasLast = pos, true
 	}
 	if tooOld > 0 {

@@ -254,13 +254,17 @@ func (c *Client) Export(ctx context.Context, b *Batch) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer context.AfterFunc(c.stop, func() { cancel(ErrShutdown) })()
+	// The budget decides whether to start (or wait for) another attempt;
+	// an attempt already sent runs to its own Timeout, so that a push Loki
+	// stored is not cut off unanswered (and then sent again).
+	run := ctx
 	ctx, cancelBudget := context.WithTimeoutCause(ctx, c.set.cfg.MaxRetryTime, errRetryTime)
 	defer cancelBudget()
-	return c.export(ctx, parent, b)
+	return c.export(ctx, run, parent, b)
 }
 
 // export sends b, splitting it on 413, and sums up the outcome of its parts.
-func (c *Client) export(ctx, parent context.Context, b *Batch) error {
+func (c *Client) export(ctx, run, parent context.Context, b *Batch) error {
 	var (
 		stack    = []*Batch{b} // parts still to send, the next on top
 		done     bool          // some part was delivered or rejected for good
@@ -294,7 +298,7 @@ func (c *Client) export(ctx, parent context.Context, b *Batch) error {
 			return fmt.Errorf("exporter: encode: %w", err)
 		}
 
-		err = c.send(ctx, parent, part.Tenant, body)
+		err = c.send(ctx, run, parent, part.Tenant, body)
 		var perm *PermanentError
 		switch {
 		case err == nil:
@@ -352,14 +356,14 @@ func (c *Client) encode(part *Batch) (*sendBuf, error) {
 // send posts body, retrying as the package documentation says. It returns
 // nil when Loki accepted it, a *PermanentError when Loki refused it for good
 // (413 included), and otherwise a retryable error.
-func (c *Client) send(ctx, parent context.Context, tenant string, body *sendBuf) error {
+func (c *Client) send(ctx, run, parent context.Context, tenant string, body *sendBuf) error {
 	c.bo.Reset()
 	var last error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			c.retries.Add(1)
 		}
-		err := c.attempt(ctx, tenant, body)
+		err := c.attempt(run, tenant, body)
 		var serr *StatusError
 		switch {
 		case err == nil:

@@ -212,6 +212,9 @@ func (s *Spool) deleteOldest() {
 		s.rf.Close()
 		s.rf = nil
 	}
+	if s.ra.num == g.num {
+		s.ra.drop()
+	}
 	if s.wseg == g {
 		s.w.Close()
 		s.w, s.wseg, s.dirty = nil, nil, false

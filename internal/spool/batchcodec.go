@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/lokislog/lokislog/exporter"
 )
@@ -123,11 +124,234 @@ func DecodeBatch(p []byte) (*exporter.Batch, error) {
 	return b, nil
 }
 
+// BatchTenant returns the tenant of the encoded batch p, a string that
+// aliases p (valid while p is unchanged). It checks the version byte and
+// the tenant field only, with errors wrapping ErrBadBatch as
+// [DecodeBatch] does; whether the rest of p is valid is for
+// [BatchDecoder.Range] or DecodeBatch to say. It does not allocate.
+func BatchTenant(p []byte) (string, error) {
+	d := decoder{buf: p}
+	if len(p) == 0 {
+		return "", fmt.Errorf("%w: empty", ErrBadBatch)
+	}
+	if p[0] != batchVersion {
+		return "", fmt.Errorf("%w: version %d", ErrBadBatch, p[0])
+	}
+	d.off = 1
+	t := d.view()
+	return t, d.err
+}
+
+// BatchDecoder walks batches encoded by [AppendBatch] without allocating,
+// for a consumer that copies what it keeps into memory of its own (the
+// buffer's replay of [Spool.NextView] payloads). Its zero value is ready
+// to use; it keeps scratch space between calls (bounded: what a large
+// batch needed is not kept). It is not safe for concurrent use.
+type BatchDecoder struct {
+	ents []rangeEntry
+	meta []exporter.LabelPair
+}
+
+// rangeEntry is an entry decoded by scan, yielded once the whole batch is
+// known to be valid. Its metadata is meta[m0:m1] of the decoder.
+type rangeEntry struct {
+	labels string
+	ts     int64
+	line   string
+	m0, m1 int
+}
+
+// Scratch kept by a BatchDecoder between calls.
+const (
+	maxKeptEntries = 1024
+	maxKeptMeta    = 1024
+)
+
+// Range decodes p and calls fn for every entry, streams in order and each
+// stream's entries in order, with the batch's tenant and the stream's
+// labels. p is checked in full first, exactly as [DecodeBatch] checks it
+// (the same bytes are accepted and the same error, wrapping ErrBadBatch,
+// is returned): on an error fn is never called, so a record is used
+// entirely or not at all. Streams without entries yield nothing. Range
+// does not allocate (but for an error, or scratch for a larger batch than
+// before).
+//
+// Nothing is copied: tenant, labels, e.Line and the metadata strings
+// alias p and are valid only while p is unchanged (for a NextView payload,
+// until the next Next, NextView, Rewind or Close); e.Metadata (nil when
+// empty) is the decoder's scratch and is valid only during fn. fn copies
+// what it keeps (strings.Clone, or into an arena), and must not call
+// Range on the same decoder.
+func (d *BatchDecoder) Range(p []byte, fn func(tenant, labels string, e exporter.Entry)) error {
+	tenant, ok := d.scan(p)
+	defer d.trim()
+	if !ok {
+		// Bad input is rare: let DecodeBatch, which makes the same
+		// checks, say what is wrong.
+		if _, err := DecodeBatch(p); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: rejected by Range, accepted by DecodeBatch", ErrBadBatch) // a bug
+	}
+	for i := range d.ents {
+		r := &d.ents[i]
+		e := exporter.Entry{Timestamp: r.ts, Line: r.line}
+		if r.m1 > r.m0 {
+			e.Metadata = d.meta[r.m0:r.m1:r.m1]
+		}
+		fn(tenant, r.labels, e)
+	}
+	return nil
+}
+
+// trim drops the references to p, and scratch grown past the bounds.
+func (d *BatchDecoder) trim() {
+	clear(d.ents)
+	d.ents = d.ents[:0]
+	if cap(d.ents) > maxKeptEntries {
+		d.ents = nil
+	}
+	clear(d.meta)
+	d.meta = d.meta[:0]
+	if cap(d.meta) > maxKeptMeta {
+		d.meta = nil
+	}
+}
+
+// scan decodes p into d.ents and d.meta, making the checks of DecodeBatch
+// in the same order, and reports whether p is valid.
+func (d *BatchDecoder) scan(p []byte) (tenant string, ok bool) {
+	d.ents, d.meta = d.ents[:0], d.meta[:0]
+	if len(p) == 0 || p[0] != batchVersion {
+		return "", false
+	}
+	tenant, off, ok := viewAt(p, 1)
+	if !ok {
+		return "", false
+	}
+	var ns uint64
+	if ns, off, ok = countAt(p, off, 2); !ok {
+		return "", false
+	}
+	for range ns {
+		var labels string
+		if labels, off, ok = viewAt(p, off); !ok {
+			return "", false
+		}
+		var ne uint64
+		if ne, off, ok = countAt(p, off, 3); !ok {
+			return "", false
+		}
+		var prev int64
+		for range ne {
+			r := rangeEntry{labels: labels}
+			var delta int64
+			if delta, off, ok = varintAt(p, off); !ok {
+				return "", false
+			}
+			r.ts = prev + delta // wraps like AppendBatch
+			prev = r.ts
+			if r.line, off, ok = viewAt(p, off); !ok {
+				return "", false
+			}
+			var nm uint64
+			if nm, off, ok = countAt(p, off, 2); !ok {
+				return "", false
+			}
+			r.m0 = len(d.meta)
+			for range nm {
+				var name, value string
+				if name, off, ok = viewAt(p, off); !ok {
+					return "", false
+				}
+				if value, off, ok = viewAt(p, off); !ok {
+					return "", false
+				}
+				d.meta = append(d.meta, exporter.LabelPair{Name: name, Value: value})
+			}
+			r.m1 = len(d.meta)
+			d.ents = append(d.ents, r)
+		}
+	}
+	return tenant, off == len(p)
+}
+
+// uvarintAt reads the unsigned varint at p[off:], off <= len(p), accepting
+// exactly what binary.Uvarint accepts. It is written to be inlined.
+func uvarintAt(p []byte, off int) (uint64, int, bool) {
+	var x uint64
+	for s := uint(0); off < len(p); s += 7 {
+		b := p[off]
+		off++
+		if b < 0x80 {
+			if s == 63 && b > 1 {
+				break // overflows 64 bits
+			}
+			return x | uint64(b)<<s, off, true
+		}
+		if s == 63 {
+			break // more than 10 bytes
+		}
+		x |= uint64(b&0x7f) << s
+	}
+	return 0, off, false
+}
+
+// varintAt reads the zig-zag varint at p[off:].
+func varintAt(p []byte, off int) (int64, int, bool) {
+	ux, off, ok := uvarintAt(p, off)
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x, off, ok
+}
+
+// countAt reads an element count of elements of at least minSize bytes,
+// checked against the bytes left like decoder.count.
+func countAt(p []byte, off int, minSize uint64) (uint64, int, bool) {
+	v, off, ok := uvarintAt(p, off)
+	if !ok || v > uint64(len(p)-off)/minSize {
+		return 0, off, false
+	}
+	return v, off, true
+}
+
+// viewAt reads a length-prefixed string aliasing p.
+func viewAt(p []byte, off int) (string, int, bool) {
+	n, off, ok := uvarintAt(p, off)
+	if !ok || n > uint64(len(p)-off) {
+		return "", off, false
+	}
+	if n == 0 {
+		return "", off, true
+	}
+	return unsafe.String(&p[off], int(n)), off + int(n), true
+}
+
 type decoder struct {
 	buf []byte
 	all string
 	off int
 	err error
+}
+
+// view reads a length-prefixed string aliasing d.buf, without a copy.
+func (d *decoder) view() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.buf)-d.off) {
+		d.fail("string of %d bytes with %d left", n, len(d.buf)-d.off)
+		return ""
+	}
+	if n == 0 {
+		return ""
+	}
+	start := d.off
+	d.off += int(n)
+	return unsafe.String(&d.buf[start], int(n))
 }
 
 func (d *decoder) fail(format string, a ...any) {

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/lokislog/lokislog/exporter"
 )
 
 // BenchmarkAppend measures Append of 200-byte payloads (one small record
@@ -93,6 +95,38 @@ func BenchmarkBatchCodec(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := DecodeBatch(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("range", func(b *testing.B) {
+		var d BatchDecoder
+		n := 0
+		fn := func(tenant, labels string, e exporter.Entry) { n += len(e.Line) }
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := d.Range(buf, fn); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// The buffer's record in "always" mode: one entry, about 200 bytes.
+	one := replayRecord()
+	b.Run("decode-one", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeBatch(one); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("range-one", func(b *testing.B) {
+		var d BatchDecoder
+		n := 0
+		fn := func(tenant, labels string, e exporter.Entry) { n += len(e.Line) }
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := d.Range(one, fn); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -4,6 +4,11 @@
 // to replay; this package keeps the records. [AppendBatch] and
 // [DecodeBatch] encode an exporter.Batch as a record payload.
 //
+// For a consumer that reads many small records, [Spool.NextView] and
+// [BatchDecoder.Range] read and decode a record without allocating: the
+// payload and the decoded strings alias the spool's read-ahead block until
+// the next read, and the consumer copies what it keeps.
+//
 // The file format, recovery and sync modes are described with diagrams in
 // docs/SPOOL.md.
 //
@@ -36,8 +41,14 @@
 //     waits for the consumer.
 //   - Bounded memory: the reader checks every length against
 //     Options.MaxRecordSize and the file before allocating. Memory is one
-//     frame buffer (kept up to 2 MiB) plus, per record returned by Next and
-//     not acknowledged, 40 bytes.
+//     frame buffer (kept up to 2 MiB), one read-ahead block (256 KiB, or
+//     the segment size when smaller; a record that does not fit gets a
+//     block of its own size, kept up to 2 MiB) plus, per record returned
+//     by Next and not acknowledged, 40 bytes.
+//   - Reading: Next reads a segment in blocks, one read system call for
+//     many small records, and checks each frame's length and checksum
+//     before returning it. A block only holds data that was complete when
+//     it was read; records appended later are read by a later call.
 //   - Disk faults: an Append that fails (ENOSPC, EACCES, EROFS, EIO)
 //     returns the error wrapped and leaves the spool consistent; the next
 //     Append never writes after garbage. No panic, no hang.

@@ -93,6 +93,33 @@ func FuzzSegmentReader(f *testing.F) {
 			t.Fatalf("read of %d bytes, limit %d", ra.largest, fuzzMaxRecord)
 		}
 
+		// The read-ahead reader agrees with readFrame, whatever the block
+		// size, and never reads more than a block or a frame at once.
+		for _, size := range []int{1, 64, 1000} {
+			ra := &sizeReaderAt{r: bytes.NewReader(data)}
+			rd := readAhead{size: size}
+			off := int64(headerSize)
+			for off < res.validEnd {
+				h, p, err := rd.frame(ra, 1, off, res.validEnd, fuzzMaxRecord)
+				wh, wp, werr := readFrame(bytes.NewReader(data), off, res.validEnd, fuzzMaxRecord)
+				if err != nil || werr != nil || h != wh || !bytes.Equal(p, wp) {
+					t.Fatalf("block %d, frame at %d: %+v %q %v; readFrame: %+v %q %v", size, off, h, p, err, wh, wp, werr)
+				}
+				off += frameHeaderSize + int64(len(p))
+			}
+			if res.damage != damageNone {
+				_, _, err := rd.frame(ra, 1, res.validEnd, int64(len(data)), fuzzMaxRecord)
+				_, _, werr := readFrame(bytes.NewReader(data), res.validEnd, int64(len(data)), fuzzMaxRecord)
+				var ce *CorruptionError
+				if !errors.As(err, &ce) || werr == nil || err.Error() != werr.Error() {
+					t.Fatalf("block %d, damaged frame at %d: %v; readFrame: %v", size, res.validEnd, err, werr)
+				}
+			}
+			if ra.largest > max(size, fuzzMaxRecord+frameHeaderSize) {
+				t.Fatalf("block %d: read of %d bytes", size, ra.largest)
+			}
+		}
+
 		// Recovery of the same bytes as a file, newest or middle segment,
 		// never fails and delivers the valid records.
 		for _, middle := range []bool{false, true} {

@@ -134,7 +134,8 @@ type faultFS struct {
 	hook    func(op, name string) error
 	partial bool // a failing write first writes half its bytes
 
-	syncs atomic.Int64 // File.Sync calls
+	syncs   atomic.Int64 // File.Sync calls
+	readAts atomic.Int64 // File.ReadAt calls
 }
 
 func (f *faultFS) set(partial bool, hook func(op, name string) error) {
@@ -251,4 +252,12 @@ func (f *faultFile) Truncate(size int64) error {
 		return &os.PathError{Op: "truncate", Path: f.name, Err: err}
 	}
 	return f.File.Truncate(size)
+}
+
+func (f *faultFile) ReadAt(p []byte, off int64) (int, error) {
+	f.fs.readAts.Add(1)
+	if err, _ := f.fs.check("readat", f.name); err != nil {
+		return 0, &os.PathError{Op: "read", Path: f.name, Err: err}
+	}
+	return f.File.ReadAt(p, off)
 }

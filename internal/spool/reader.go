@@ -26,15 +26,39 @@ func (e *CorruptionError) Error() string {
 // is skipped with the rest of its segment (see CorruptionError). Any other
 // error is an I/O error (wrapped): nothing was consumed and Next may be
 // called again.
+//
+// Next reads the segment in blocks of up to 256 KiB (one read system call
+// serves many small records) and returns a copy of the payload; see
+// [Spool.NextView] for the same record without the copy.
 func (s *Spool) Next() (Record, error) {
+	return s.next1(false)
+}
+
+// NextView is [Spool.Next] without the copy: the returned Payload aliases
+// the spool's read-ahead block, so reading a small record allocates
+// nothing. The Payload is valid only until the next call, by any
+// goroutine, of Next, NextView, Rewind or Close, and must not be modified;
+// a caller that keeps bytes of it copies them before that call (Append and
+// Ack do not disturb it). Everything else (order, Pos, acknowledgement,
+// errors, corruption handling) is as for Next.
+func (s *Spool) NextView() (Record, error) {
+	return s.next1(true)
+}
+
+func (s *Spool) next1(view bool) (Record, error) {
 	s.mu.Lock()
 	rec, err := s.nextLocked()
+	if err == nil && !view {
+		rec.Payload = append(make([]byte, 0, len(rec.Payload)), rec.Payload...)
+	}
 	errs := s.takeErrs()
 	s.mu.Unlock()
 	s.handle(errs)
 	return rec, err
 }
 
+// nextLocked returns the next record, its payload aliasing the read-ahead
+// block. Callers hold s.mu.
 func (s *Spool) nextLocked() (Record, error) {
 	if s.closed {
 		return Record{}, ErrClosed
@@ -59,7 +83,7 @@ func (s *Spool) nextLocked() (Record, error) {
 		if err != nil {
 			return Record{}, fmt.Errorf("spool: next: open segment %d: %w", g.num, err)
 		}
-		h, p, err := readFrame(f, s.roff, g.size, s.o.MaxRecordSize)
+		h, p, err := s.ra.frame(f, g.num, s.roff, g.size, s.o.MaxRecordSize)
 		if err != nil {
 			var ce *CorruptionError
 			if !errors.As(err, &ce) {

@@ -159,7 +159,9 @@ func (p Pos) Less(q Pos) bool {
 // Record is one record returned by [Spool.Next].
 type Record struct {
 	Pos Pos
-	// Payload is the record's bytes; it belongs to the caller.
+	// Payload is the record's bytes. From Next it belongs to the caller;
+	// from NextView it aliases the spool's read-ahead block (see
+	// [Spool.NextView]).
 	Payload []byte
 	// Entries is the entry count given to Append.
 	Entries int
@@ -287,6 +289,7 @@ type Spool struct {
 	rf       File
 	rfNum    uint64
 	inflight []inflight // returned by Next, not acknowledged, oldest first
+	ra       readAhead  // read-ahead block; NextView payloads alias it
 
 	pendingR, pendingE int64 // unacknowledged records on disk
 	cursorSeg          uint64
@@ -314,7 +317,7 @@ func Open(opts Options) (*Spool, error) {
 		}
 		return nil, fmt.Errorf("spool: lock %s: %w", o.Dir, err)
 	}
-	s := &Spool{o: o, fs: o.FS, lock: lk, next: 1}
+	s := &Spool{o: o, fs: o.FS, lock: lk, next: 1, ra: newReadAhead(o.SegmentSize)}
 	if err := s.recover(); err != nil {
 		s.closeFiles()
 		lk.Close()
@@ -465,6 +468,7 @@ func (s *Spool) closeFiles() error {
 		errs = append(errs, s.rf.Close())
 		s.rf = nil
 	}
+	s.ra = readAhead{size: s.ra.size} // frees the block
 	return errors.Join(errs...)
 }
 
