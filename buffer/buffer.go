@@ -171,13 +171,16 @@ type Buffer struct {
 	// mode that the worker has not read yet; guarded by mu.
 	unreadBytes int
 	firstUnread time.Time
-	flushWant   bool               // a Flush wants the spool read now; guarded by mu
-	exportStart time.Time          // when the export in flight started; guarded by mu
-	diskRetryAt time.Time          // spill again only after this, the disk failed; guarded by mu
-	alwaysBuf   []byte             // encoding scratch for "always"; guarded by mu
-	one         exporter.Batch     // scratch for "always"; guarded by mu
-	oneStream   [1]exporter.Stream // guarded by mu
-	oneEntry    [1]exporter.Entry  // guarded by mu
+	flushWant   bool      // a Flush wants the spool read now; guarded by mu
+	exportStart time.Time // when the export in flight started; guarded by mu
+	diskRetryAt time.Time // spill again only after this, the disk failed; guarded by mu
+	alwaysBuf   []byte    // encoding scratch for "always"; guarded by mu
+	// diskFallback: in "always" mode a write failed and entries are kept in
+	// memory only until the spiller has written them; guarded by mu.
+	diskFallback bool
+	one          exporter.Batch     // scratch for "always"; guarded by mu
+	oneStream    [1]exporter.Stream // guarded by mu
+	oneEntry     [1]exporter.Entry  // guarded by mu
 	// progress is closed and replaced whenever entries settle; guarded by mu.
 	progress chan struct{}
 
@@ -221,6 +224,10 @@ type openBatch struct {
 	created time.Time
 	arena   arena
 	metas   []exporter.LabelPair
+	// mark is the spool record of the last entry ("always" mode), when
+	// every entry of the batch is on disk (marked).
+	mark   spool.Mark
+	marked bool
 }
 
 type sealed struct {
@@ -229,6 +236,10 @@ type sealed struct {
 	n       int
 	created time.Time
 	onDisk  bool // written to the spool; guarded by mu
+	// marked: every entry was written to the spool as its own record
+	// ("always" mode), the last one at mark. Released after delivery.
+	mark   spool.Mark
+	marked bool
 }
 
 // New starts a Buffer and its goroutines; with SpoolDir it opens (and locks)
@@ -346,9 +357,13 @@ again:
 		b.drop(ReasonClosed, 1)
 		return ErrClosed
 	}
-	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways && b.entries == 0 && time.Now().After(b.diskRetryAt) {
-		err := b.appendOneLocked(tenant, labels, ts, line, meta)
-		if err == nil {
+	var mark spool.Mark
+	marked := false
+	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways && !b.diskFallback && time.Now().After(b.diskRetryAt) {
+		m, err := b.appendOneLocked(tenant, labels, ts, line, meta)
+		switch {
+		case err == nil && b.spoolActive:
+			// The spool is the queue: nothing in memory.
 			wake := b.unreadBytes >= b.cfg.BatchSize
 			b.mu.Unlock()
 			b.enqueued.Add(1)
@@ -357,13 +372,30 @@ again:
 				b.signal()
 			}
 			return nil
-		}
-		if errors.Is(err, spool.ErrTooLarge) {
+		case err == nil:
+			// Keep a copy in memory to send from; the spool's record is
+			// released once Loki has the batch. Batches must leave in the
+			// order their records were written: another tenant's open
+			// batch is sealed first.
+			mark, marked = m, true
+			b.spilled.Add(1)
+			for t, ob := range b.open {
+				if t != tenant {
+					b.sealLocked(ob)
+				}
+			}
+		case errors.Is(err, spool.ErrTooLarge):
 			b.mu.Unlock()
 			b.drop(ReasonTooLarge, 1)
 			return ErrTooLarge
+		default:
+			// The disk failed: keep entries in memory only, in batches of
+			// their own, until the spiller has written them.
+			b.diskFallback = true
+			for _, ob := range b.open {
+				b.sealLocked(ob)
+			}
 		}
-		// The disk failed: keep the entry in memory (below).
 	}
 	ob := b.open[tenant]
 	newBatch := false
@@ -381,6 +413,15 @@ again:
 		b.mu.Unlock()
 		b.drop(ReasonTooLarge, 1)
 		return ErrTooLarge
+	}
+	if b.bytes+extra > b.cfg.MaxBufferBytes && marked {
+		// Memory is full but the entry is on disk: let the spool be the
+		// queue and drop the memory copies.
+		b.switchToSpoolLocked()
+		b.mu.Unlock()
+		b.enqueued.Add(1)
+		b.signal()
+		return nil
 	}
 	if b.bytes+extra > b.cfg.MaxBufferBytes && b.sp != nil && !spilled && time.Now().After(b.diskRetryAt) {
 		// The spiller fell behind: spill here, once, rather than drop.
@@ -427,6 +468,9 @@ again:
 	}
 	st := &ob.streams[si]
 	st.Entries = append(st.Entries, e)
+	if marked {
+		ob.mark, ob.marked = mark, true
+	}
 	ob.size += extra
 	ob.n++
 	b.bytes += extra
@@ -448,7 +492,7 @@ again:
 }
 
 // appendOneLocked writes one entry to the spool ("always" mode).
-func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) error {
+func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) (spool.Mark, error) {
 	one := &b.one
 	one.Tenant = tenant
 	one.Streams = b.oneStream[:]
@@ -456,7 +500,7 @@ func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, m
 	one.Streams[0].Entries[0] = exporter.Entry{Timestamp: ts, Line: unsafe.String(unsafe.SliceData(line), len(line)), Metadata: meta}
 	b.alwaysBuf = spool.AppendBatch(b.alwaysBuf[:0], one)
 	one.Streams[0].Entries[0] = exporter.Entry{}
-	err := b.sp.Append(b.alwaysBuf, 1, ts)
+	m, err := b.sp.AppendMark(b.alwaysBuf, 1, ts)
 	if cap(b.alwaysBuf) > 64<<10 {
 		b.alwaysBuf = nil
 	}
@@ -466,7 +510,7 @@ func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, m
 			b.diskRetryAt = time.Now().Add(time.Second)
 			b.errs.report(fmt.Errorf("spool write (keeping entries in memory): %w", err))
 		}
-		return err
+		return m, err
 	}
 	if b.unreadBytes == 0 {
 		b.firstUnread = time.Now()
@@ -474,7 +518,7 @@ func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, m
 	b.unreadBytes += len(b.alwaysBuf) + 16
 	b.spoolActive = true
 	b.spoolGen++
-	return nil
+	return m, nil
 }
 
 // sealLocked closes ob and queues it for export.
@@ -488,6 +532,9 @@ func (b *Buffer) sealLocked(ob *openBatch) {
 		size:    ob.size,
 		n:       ob.n,
 		created: ob.created,
+		onDisk:  ob.marked,
+		mark:    ob.mark,
+		marked:  ob.marked,
 	})
 }
 
@@ -836,6 +883,23 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 	}
 	b.mu.Unlock()
 	b.spillMu.Unlock()
+	if done && s.marked {
+		if err := b.sp.Release(s.mark); err != nil {
+			b.errs.report(fmt.Errorf("spool release: %w", err))
+		}
+		b.release(s)
+		b.settle(delivered + rejected)
+		return true
+	}
+	if s.marked {
+		// Loki failed: the spool, which has every entry from the first
+		// one not released, becomes the queue.
+		b.mu.Lock()
+		b.switchToSpoolLocked()
+		b.mu.Unlock()
+		b.release(s)
+		return false
+	}
 	if done {
 		if onDisk {
 			// The spiller wrote it while it was in flight: it is the
@@ -1058,3 +1122,29 @@ func (r *errorReporter) report(err error) {
 func (r *errorReporter) close() {}
 
 const debugSpool = false
+
+// switchToSpoolLocked makes the spool the queue in "always" mode: the
+// memory copies of entries on disk are dropped, and the worker reads from
+// the first record not released. Callers hold mu.
+func (b *Buffer) switchToSpoolLocked() {
+	for _, ob := range b.open {
+		if ob.marked {
+			delete(b.open, ob.tenant)
+			b.bytes -= ob.size
+			b.entries -= ob.n
+		}
+	}
+	q := b.queue[:0]
+	for _, s := range b.queue {
+		if s.marked {
+			b.bytes -= s.size
+			b.entries -= s.n
+			continue
+		}
+		q = append(q, s)
+	}
+	clear(b.queue[len(q):])
+	b.queue = q
+	b.spoolActive = true
+	b.unreadBytes = b.cfg.BatchSize // read now
+}

@@ -62,6 +62,13 @@ func (b *Buffer) spill(final bool) error {
 		b.mu.Unlock()
 		return errDiskBackoff
 	}
+	if b.diskFallback {
+		// "always" mode after a failed write: the open batches hold
+		// entries that are only in memory.
+		for _, ob := range b.open {
+			b.sealLocked(ob)
+		}
+	}
 	var items []*sealed
 	if b.inflight != nil && !b.inflight.onDisk {
 		items = append(items, b.inflight)
@@ -114,6 +121,9 @@ func (b *Buffer) spill(final bool) error {
 	}
 	b.mu.Lock()
 	b.spilling = false
+	if err == nil {
+		b.diskFallback = false
+	}
 	if err != nil {
 		b.diskRetryAt = time.Now().Add(time.Second)
 		if written == 0 && b.sp.Stats().Records == 0 {

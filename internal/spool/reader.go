@@ -208,37 +208,7 @@ func (s *Spool) ackLocked(pos Pos) error {
 	n := copy(s.inflight, s.inflight[k:])
 	s.inflight = s.inflight[:n]
 
-	// Segments completed by this Ack are deleted after the cursor is
-	// written, so a crash in between leaves them to the cursor (deleted at
-	// Open) rather than an old cursor (replayed).
-	done := 0
-	for done < len(s.segs) {
-		g := s.segs[done]
-		if g.ackedR < g.records || g.records == 0 && g == s.wseg {
-			break
-		}
-		done++
-	}
-	var err error
-	if done < len(s.segs) && s.segs[done].ackedR > 0 {
-		g := s.segs[done]
-		s.setAckTS(g)
-		if s.cursorSeg != g.num || s.cursorOff != g.ackOff {
-			if err = s.writeCursor(g.num, g.ackOff); err != nil {
-				s.st.CleanupErrors++
-				err = fmt.Errorf("spool: ack: %w", err)
-			} else {
-				s.cursorSeg, s.cursorOff = g.num, g.ackOff
-			}
-		}
-	}
-	// Without acknowledged records in the first remaining segment, no
-	// cursor is needed: an older one names a deleted segment and Open
-	// ignores it.
-	for range done {
-		s.deleteOldest()
-	}
-	return err
+	return s.settleAcksLocked()
 }
 
 // setAckTS learns the timestamp of the first unacknowledged record of g,
@@ -322,4 +292,41 @@ func (s *Spool) Rewind() error {
 		s.rseg, s.roff = s.segs[0], s.segs[0].ackOff
 	}
 	return nil
+}
+
+// settleAcksLocked writes the cursor for the oldest remaining segment and
+// deletes the segments whose records are all acknowledged. Callers hold
+// s.mu.
+func (s *Spool) settleAcksLocked() error {
+	// Segments completed by this Ack are deleted after the cursor is
+	// written, so a crash in between leaves them to the cursor (deleted at
+	// Open) rather than an old cursor (replayed).
+	done := 0
+	for done < len(s.segs) {
+		g := s.segs[done]
+		if g.ackedR < g.records || g.records == 0 && g == s.wseg {
+			break
+		}
+		done++
+	}
+	var err error
+	if done < len(s.segs) && s.segs[done].ackedR > 0 {
+		g := s.segs[done]
+		s.setAckTS(g)
+		if s.cursorSeg != g.num || s.cursorOff != g.ackOff {
+			if err = s.writeCursor(g.num, g.ackOff); err != nil {
+				s.st.CleanupErrors++
+				err = fmt.Errorf("spool: ack: %w", err)
+			} else {
+				s.cursorSeg, s.cursorOff = g.num, g.ackOff
+			}
+		}
+	}
+	// Without acknowledged records in the first remaining segment, no
+	// cursor is needed: an older one names a deleted segment and Open
+	// ignores it.
+	for range done {
+		s.deleteOldest()
+	}
+	return err
 }

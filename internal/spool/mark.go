@@ -1,0 +1,104 @@
+package spool
+
+import (
+	"fmt"
+	"math"
+)
+
+// Mark identifies a record written by [Spool.AppendMark]: the end of its
+// frame and the record and entry counts of its segment up to it. A writer
+// that keeps its own copy of the records (in memory) uses it to acknowledge
+// them with [Spool.Release] without reading them back.
+type Mark struct {
+	Segment uint64
+	End     int64
+	Records int64
+	Entries int64
+}
+
+// AppendMark is [Spool.Append] that also returns the record's Mark.
+func (s *Spool) AppendMark(payload []byte, entries int, ts int64) (Mark, error) {
+	if int64(len(payload)) > s.o.MaxRecordSize {
+		return Mark{}, fmt.Errorf("spool: append %d bytes (limit %d): %w", len(payload), s.o.MaxRecordSize, ErrTooLarge)
+	}
+	if entries < 0 || uint64(entries) > math.MaxUint32 {
+		return Mark{}, fmt.Errorf("spool: append: entry count %d out of range", entries)
+	}
+	s.mu.Lock()
+	err := s.appendLocked(payload, entries, ts)
+	var m Mark
+	if err == nil {
+		g := s.wseg
+		m = Mark{Segment: g.num, End: g.size, Records: g.records, Entries: g.entries}
+	}
+	errs := s.takeErrs()
+	s.mu.Unlock()
+	s.handle(errs)
+	return m, err
+}
+
+// Release acknowledges every record up to and including the one m marks,
+// whether Next returned it or not, and moves the read position past it: the
+// records were delivered from the writer's own copy. Like [Spool.Ack], it
+// writes the cursor and deletes completed segments. Records of segments
+// already deleted (MaxBytes) are skipped. Releasing an already released
+// Mark does nothing.
+func (s *Spool) Release(m Mark) error {
+	s.mu.Lock()
+	err := s.releaseLocked(m)
+	errs := s.takeErrs()
+	s.mu.Unlock()
+	s.handle(errs)
+	return err
+}
+
+func (s *Spool) releaseLocked(m Mark) error {
+	if s.closed {
+		return ErrClosed
+	}
+	end := Pos{Segment: m.Segment, Offset: m.End}
+	for _, g := range s.segs {
+		if g.num > m.Segment {
+			break
+		}
+		r, e, off := g.records, g.entries, g.size
+		if g.num == m.Segment {
+			r, e, off = min(m.Records, g.records), min(m.Entries, g.entries), min(m.End, g.size)
+		}
+		if r > g.ackedR {
+			s.pendingR -= r - g.ackedR
+			s.pendingE -= e - g.ackedE
+			s.st.Acked += uint64(r - g.ackedR)
+			g.ackedR, g.ackedE, g.ackOff = r, e, off
+		}
+		if r > g.readR {
+			g.readR, g.readE = r, e
+		}
+	}
+	// Records Next returned up to m are covered.
+	k := 0
+	for k < len(s.inflight) && s.inflight[k].pos.Less(end) {
+		k++
+	}
+	n := copy(s.inflight, s.inflight[k:])
+	s.inflight = s.inflight[:n]
+	// Move the reader past m.
+	if rp := s.readPos(); rp.Less(end) {
+		s.rseg, s.roff = nil, 0
+		for _, g := range s.segs {
+			if g.num == m.Segment {
+				s.rseg, s.roff = g, min(m.End, g.size)
+				break
+			}
+			if g.num > m.Segment {
+				s.rseg, s.roff = g, g.ackOff
+				break
+			}
+		}
+		if s.rseg == nil && len(s.segs) > 0 {
+			last := s.segs[len(s.segs)-1]
+			s.rseg, s.roff = last, last.size
+		}
+	}
+	return s.settleAcksLocked()
+}
