@@ -910,9 +910,6 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 			} else {
 				b.errs.report(fmt.Errorf("spool: acknowledge a batch delivered from memory: %w", err))
 			}
-			if debugSpool {
-				b.errs.report(fmt.Errorf("DEBUG acked in-flight record %v entries %d (batch %d)", rec.Pos, rec.Entries, s.n))
-			}
 			b.mu.Lock()
 			b.unreadBytes = 0
 			b.mu.Unlock()
@@ -1120,8 +1117,6 @@ func (r *errorReporter) report(err error) {
 }
 
 func (r *errorReporter) close() {}
-
-const debugSpool = false
 
 // switchToSpoolLocked makes the spool the queue in "always" mode: the
 // memory copies of entries on disk are dropped, and the worker reads from

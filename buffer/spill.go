@@ -97,9 +97,6 @@ func (b *Buffer) spill(final bool) error {
 			break
 		}
 		written++
-		if debugSpool {
-			b.errs.report(fmt.Errorf("DEBUG spilled %d entries first %q inflight=%v", it.n, it.batch.Streams[0].Entries[0].Line, it == b.inflight))
-		}
 		b.spilled.Add(uint64(it.n))
 		b.mu.Lock()
 		it.onDisk = true
@@ -267,10 +264,6 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 				break
 			}
 			payload, pos, entries = rec.Payload, rec.Pos, rec.Entries
-			if debugSpool {
-				bt, _ := spool.DecodeBatch(rec.Payload)
-				b.errs.report(fmt.Errorf("DEBUG replay read %v entries %d first %q", rec.Pos, rec.Entries, bt.Streams[0].Entries[0].Line))
-			}
 		}
 		read = true
 		tenant, err := spool.BatchTenant(payload)
