@@ -1,0 +1,368 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/lokislog/lokislog/bench/internal/contest"
+)
+
+// Targets of issue 4.
+const (
+	targetHandleRatio   = 1.0
+	targetRateRatio     = 0.5
+	targetCPURatio      = 2.0
+	targetRSS           = 32 << 20
+	targetSpillRatio    = 0.5
+	targetSlowestCall   = time.Millisecond
+	targetFootprintDiff = 1_000_000 // bytes (1.0 MB)
+)
+
+var lokislogs = []string{contest.LokislogMemory, contest.LokislogSpill, contest.LokislogAlways}
+
+func report(w io.Writer, r *results) {
+	m := r.Machine
+	fmt.Fprintf(w, "\n## Machine\n\n%s/%s, %s, %d cores, %s", m.GOOS, m.GOARCH, m.CPU, m.Cores, m.GoVersion)
+	if m.LoadStart != "" {
+		fmt.Fprintf(w, "; load average %s at the start, %s at the end", m.LoadStart, m.LoadEnd)
+	}
+	fmt.Fprintf(w, ".\n")
+	if m.Library != "" {
+		fmt.Fprintf(w, "lokislog: %s.\n", m.Library)
+	}
+	fmt.Fprintf(w, "\n")
+	fmt.Fprintf(w, "Run: %s records per delivery run from %d goroutines, outage %s, Handle benchmarks %s × %s (median); took %v.\n",
+		r.Options["records"], contest.Workers, r.Options["outage"], r.Options["benchtime"], r.Options["count"], r.Elapsed.Round(time.Second))
+	if r.Lean {
+		fmt.Fprintf(w, "lokislog and the floor ran in a binary built with `-tags nopeers` (without the peers' code), the peers in one with everything.\n")
+	}
+
+	fmt.Fprintf(w, "\n## Contestants\n\n")
+	fmt.Fprintf(w, "| contestant | Handle ns/op (min–max) | allocs/op | delivered | delivery rate | CPU/record | peak RSS | wire B/record | outage: delivered | outage: slowest call |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range contest.All {
+		h, hok := r.Handle[c.Name]
+		n, nok := r.Normal[c.Name]
+		ps := r.NormalPS[c.Name]
+		ou, ook := r.Outage[c.Name]
+		if !hok && !nok && !ook {
+			continue
+		}
+		cells := []string{"`" + c.Name + "`"}
+		if hok {
+			ns := fmt.Sprintf("%.0f", h.NsPerOp)
+			if runs := r.HandleAll[c.Name]; len(runs) > 1 {
+				lo, hi := runs[0].NsPerOp, runs[0].NsPerOp
+				for _, x := range runs {
+					lo, hi = min(lo, x.NsPerOp), max(hi, x.NsPerOp)
+				}
+				ns += fmt.Sprintf(" (%.0f–%.0f)", lo, hi)
+			}
+			if h.DropsPerOp > 0 {
+				ns += fmt.Sprintf(" (%.0f%% dropped)", 100*h.DropsPerOp)
+			}
+			cells = append(cells, ns, fmt.Sprint(h.AllocsOp))
+		} else {
+			cells = append(cells, "–", "–")
+		}
+		if nok {
+			delivered := fmt.Sprintf("%s (%s)", share(n.Delivered, n.Records), n.Ended)
+			if !c.Ships {
+				delivered = "– (local)"
+			}
+			cells = append(cells, delivered, rate(n.Delivered, n.Delivery), perRecord(ps.CPU, n.Delivered), mib(ps.MaxRSS))
+			if c.Ships && n.Delivered > 0 {
+				cells = append(cells, fmt.Sprintf("%.0f", float64(n.WireBytes)/float64(n.Delivered)))
+			} else {
+				cells = append(cells, "–")
+			}
+		} else {
+			cells = append(cells, "–", "–", "–", "–", "–")
+		}
+		if ook {
+			cells = append(cells, fmt.Sprintf("%s (%s)", share(ou.Delivered, ou.Records), ou.Ended), dur(ou.MaxCall))
+		} else {
+			cells = append(cells, "–", "–")
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+
+	fmt.Fprintf(w, "\nTiming of the delivery runs (slowest and slow calls are logger.Info calls measured in the logging goroutines):\n\n")
+	fmt.Fprintf(w, "| contestant | burst | logging rate | slowest call | calls > 1 ms | receiver CPU/record | outage: slowest call | outage: calls > 1 ms | outage: last record arrived |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range contest.All {
+		n, nok := r.Normal[c.Name]
+		if !nok {
+			continue
+		}
+		cells := []string{"`" + c.Name + "`", dur(n.Burst), rate(n.Records, n.Burst), dur(n.MaxCall), fmt.Sprint(n.CallsOver1ms)}
+		if rc, ok := r.ReceiverCPU["normal/"+c.Name]; ok && c.Ships && n.Delivered > 0 {
+			cells = append(cells, perRecord(rc, n.Delivered))
+		} else {
+			cells = append(cells, "–")
+		}
+		if ou, ok := r.Outage[c.Name]; ok {
+			after := "–"
+			if ou.Delivery > 0 && ou.OutageAt > 0 {
+				after = fmt.Sprintf("%s after the outage", dur(ou.Delivery-ou.OutageAt-ou.Outage))
+			}
+			cells = append(cells, dur(ou.MaxCall), fmt.Sprint(ou.CallsOver1ms), after)
+		} else {
+			cells = append(cells, "–", "–", "–")
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+
+	// Drops counted vs missing, lokislog.
+	fmt.Fprintf(w, "\nlokislog's own counters (after Shutdown), per delivery run:\n\n")
+	fmt.Fprintf(w, "| run | delivered | missing | counted drops (by reason) | spilled | replayed | duplicates |\n|---|---:|---:|---|---:|---:|---:|\n")
+	for _, kind := range []string{"normal", "outage"} {
+		runs := r.Normal
+		if kind == "outage" {
+			runs = r.Outage
+		}
+		for _, name := range lokislogs {
+			x, ok := runs[name]
+			if !ok || x.Lokislog == nil {
+				continue
+			}
+			fmt.Fprintf(w, "| %s %s | %d | %d | %d %v | %d | %d | %d |\n", name, kind, x.Delivered, x.Records-x.Delivered,
+				x.CountedDrops, x.Lokislog.Dropped, x.Lokislog.Spilled, x.Lokislog.Replayed, x.Duplicates)
+		}
+	}
+
+	fmt.Fprintf(w, "\n## Targets (issue 4)\n\n| target | measured | ratio | result |\n|---|---|---:|---|\n")
+	row := func(target, measured, ratio string, pass bool) {
+		res := "FAIL"
+		if pass {
+			res = "PASS"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", target, measured, ratio, res)
+	}
+	missing := func(target, why string) { fmt.Fprintf(w, "| %s | %s | – | not measured |\n", target, why) }
+
+	floorH, floorHOK := r.Handle[contest.JSONDiscard]
+	floorN, floorNOK := r.Normal[contest.JSONDiscard]
+	floorPS := r.NormalPS[contest.JSONDiscard]
+
+	for _, name := range lokislogs {
+		h, ok := r.Handle[name]
+		t := fmt.Sprintf("`%s` Handle ns/op ≤ %.1f× JSONHandler(io.Discard)", name, targetHandleRatio)
+		if !ok || !floorHOK {
+			missing(t, "Handle benchmark skipped or failed")
+			continue
+		}
+		ratio := h.NsPerOp / floorH.NsPerOp
+		row(t, fmt.Sprintf("%.0f vs %.0f ns/op", h.NsPerOp, floorH.NsPerOp), fmt.Sprintf("%.2f×", ratio), ratio <= targetHandleRatio)
+		row(fmt.Sprintf("`%s` allocs/op ≤ JSONHandler(io.Discard)", name),
+			fmt.Sprintf("%d vs %d", h.AllocsOp, floorH.AllocsOp), "", h.AllocsOp <= floorH.AllocsOp)
+	}
+	for _, name := range []string{contest.LokislogSpill, contest.LokislogAlways} {
+		for _, kind := range []string{"normal", "outage"} {
+			runs := r.Normal
+			if kind == "outage" {
+				runs = r.Outage
+			}
+			t := fmt.Sprintf("`%s` 100%% delivered, %s run", name, kind)
+			x, ok := runs[name]
+			if !ok {
+				missing(t, "run skipped or failed")
+				continue
+			}
+			row(t, fmt.Sprintf("%d of %d", x.Delivered, x.Records), fmt.Sprintf("%.4f", float64(x.Delivered)/float64(x.Records)), x.Delivered == x.Records)
+		}
+	}
+	for _, kind := range []string{"normal", "outage"} {
+		runs := r.Normal
+		if kind == "outage" {
+			runs = r.Outage
+		}
+		t := fmt.Sprintf("`%s` counted drops = missing, %s run", contest.LokislogMemory, kind)
+		x, ok := runs[contest.LokislogMemory]
+		if !ok || x.Lokislog == nil {
+			missing(t, "run skipped or failed")
+			continue
+		}
+		miss := x.Records - x.Delivered
+		row(t, fmt.Sprintf("%d dropped, %d missing (%s delivered)", x.CountedDrops, miss, share(x.Delivered, x.Records)), "", x.CountedDrops == miss)
+	}
+	floorRate := 0.0
+	if floorNOK && floorN.Delivery > 0 {
+		floorRate = float64(floorN.Records) / floorN.Delivery.Seconds()
+	}
+	for _, name := range lokislogs {
+		t := fmt.Sprintf("`%s` delivery rate ≥ %.1f× JSONHandler formatting rate", name, targetRateRatio)
+		x, ok := r.Normal[name]
+		if !ok || floorRate == 0 || x.Delivery == 0 {
+			missing(t, "run skipped, failed or delivered nothing")
+			continue
+		}
+		got := float64(x.Delivered) / x.Delivery.Seconds()
+		ratio := got / floorRate
+		all := x.Delivered == x.Records
+		m := fmt.Sprintf("%s vs %s", rate(x.Delivered, x.Delivery), rate(floorN.Records, floorN.Delivery))
+		if !all {
+			m += fmt.Sprintf(" (only %s delivered)", share(x.Delivered, x.Records))
+		}
+		row(t, m, fmt.Sprintf("%.2f×", ratio), ratio >= targetRateRatio && all)
+	}
+	for _, name := range lokislogs {
+		t := fmt.Sprintf("`%s` CPU per delivered record ≤ %.0f× JSONHandler(io.Discard)", name, targetCPURatio)
+		x, ok := r.Normal[name]
+		if !ok || !floorNOK || x.Delivered == 0 {
+			missing(t, "run skipped, failed or delivered nothing")
+			continue
+		}
+		got := float64(r.NormalPS[name].CPU) / float64(x.Delivered)
+		floor := float64(floorPS.CPU) / float64(floorN.Records)
+		ratio := got / floor
+		row(t, fmt.Sprintf("%s vs %s", perRecord(r.NormalPS[name].CPU, x.Delivered), perRecord(floorPS.CPU, floorN.Records)),
+			fmt.Sprintf("%.2f×", ratio), ratio <= targetCPURatio)
+	}
+	{
+		t := fmt.Sprintf("`%s` peak RSS ≤ %d MiB (default settings + spool dir)", contest.LokislogSpill, targetRSS>>20)
+		if ps, ok := r.NormalPS[contest.LokislogSpill]; ok && ps.MaxRSS > 0 {
+			m := fmt.Sprintf("%s (floor process: %s)", mib(ps.MaxRSS), mib(floorPS.MaxRSS))
+			row(t, m, fmt.Sprintf("%.2f×", float64(ps.MaxRSS)/targetRSS), ps.MaxRSS <= targetRSS)
+		} else {
+			missing(t, "run skipped or failed, or RSS not available on this system")
+		}
+	}
+	for _, mode := range []string{"spill", "always"} {
+		t := fmt.Sprintf("spool throughput ≥ %.0f%% of sequential write (buffer layer, Loki down, SpoolMode %q)", 100*targetSpillRatio, mode)
+		x, ok := r.Spill[mode]
+		sw, ok2 := r.SpillSeq[mode]
+		if !ok || !ok2 || x.Time == 0 {
+			missing(t, "skipped or failed")
+			continue
+		}
+		spill := float64(x.Bytes) / x.Time.Seconds()
+		seq := float64(sw.Bytes) / sw.Time.Seconds()
+		m := fmt.Sprintf("%s/s vs %s/s (%s)", mib(int64(spill)), mib(int64(seq)), mib(x.Bytes))
+		if mode == "spill" {
+			row(t, m, fmt.Sprintf("%.2f×", spill/seq), spill/seq >= targetSpillRatio)
+		} else {
+			fmt.Fprintf(w, "| (info) %s | %s | %.2f× | INFO |\n", t, m, spill/seq)
+		}
+	}
+	if x, ok := r.Outage[contest.LokislogSpill]; ok && r.SeqWrite != nil && x.SpillTime > 0 {
+		spill := float64(x.SpillBytes) / x.SpillTime.Seconds()
+		seq := float64(r.SeqWrite.Bytes) / r.SeqWrite.Time.Seconds()
+		fmt.Fprintf(w, "| (info) spill throughput through Handle during the outage run (bounded by the logging rate) | %s/s vs %s/s (%s) | %.2f× | INFO |\n",
+			mib(int64(spill)), mib(int64(seq)), mib(x.SpillBytes), spill/seq)
+	}
+	for _, name := range lokislogs {
+		t := fmt.Sprintf("`%s` slowest Handle during the outage ≤ %v", name, targetSlowestCall)
+		x, ok := r.Outage[name]
+		if !ok {
+			missing(t, "outage run skipped or failed")
+			continue
+		}
+		m := fmt.Sprintf("%s, %d calls > 1 ms", dur(x.MaxCall), x.CallsOver1ms)
+		if floorNOK {
+			m += fmt.Sprintf(" (floor, no outage: %s, %d calls > 1 ms)", dur(floorN.MaxCall), floorN.CallsOver1ms)
+		}
+		row(t, m, fmt.Sprintf("%.2f×", float64(x.MaxCall)/float64(targetSlowestCall)), x.MaxCall <= targetSlowestCall)
+	}
+	{
+		t := "footprint: lokislog service ≤ +1.0 MB over slog.NewJSONHandler service (stripped)"
+		base, ok1 := r.Footprint["slogjson"]
+		l, ok2 := r.Footprint["lokislog"]
+		if !ok1 || !ok2 {
+			missing(t, "footprint skipped or failed")
+		} else {
+			d := l.Bytes - base.Bytes
+			row(t, fmt.Sprintf("+%.2f MB (%d vs %d bytes)", float64(d)/1e6, l.Bytes, base.Bytes),
+				fmt.Sprintf("%.2f×", float64(d)/targetFootprintDiff), d <= targetFootprintDiff)
+			init := "none"
+			if len(l.InitWork) > 0 {
+				init = strings.Join(l.InitWork, ", ")
+			}
+			if !l.InitChecked {
+				init = "could not run GODEBUG=inittrace=1"
+			}
+			fmt.Fprintf(w, "| (info) lokislog packages allocating at init | %s | – | INFO |\n", init)
+		}
+	}
+
+	if len(r.Footprint) > 0 {
+		fmt.Fprintf(w, "\nFootprint (net/http service logging one line per request, `go build -ldflags=\"-s -w\"`):\n\n")
+		fmt.Fprintf(w, "| service | binary | over slog.NewJSONHandler | packages allocating at init (under the library's prefix) |\n|---|---:|---:|---:|\n")
+		base := r.Footprint["slogjson"].Bytes
+		for _, s := range footprintServices {
+			f, ok := r.Footprint[s.name]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(w, "| `footprint/%s` | %.2f MB | %+.2f MB | %d (`%s`) |\n", s.name, float64(f.Bytes)/1e6, float64(f.Bytes-base)/1e6, len(f.InitWork), s.prefix)
+		}
+	}
+	if r.SeqWrite != nil {
+		if x, ok := r.Outage[contest.LokislogSpill]; ok {
+			fmt.Fprintf(w, "\nSpill: lokislog wrote %s to its spool in %v during the outage; writing the same bytes sequentially (1 MiB writes + fsync) took %v.\n",
+				mib(x.SpillBytes), x.SpillTime.Round(time.Millisecond), r.SeqWrite.Time.Round(time.Millisecond))
+		}
+		if x, ok := r.Outage[contest.LokislogAlways]; ok && x.SpillTime > 0 {
+			fmt.Fprintf(w, "SpoolMode \"always\" wrote %s in %v during the outage (%s/s).\n", mib(x.SpillBytes),
+				x.SpillTime.Round(time.Millisecond), mib(int64(float64(x.SpillBytes)/x.SpillTime.Seconds())))
+		}
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "\n## Errors\n\n")
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "- %s\n", strings.ReplaceAll(e, "\n", "\n  "))
+		}
+	}
+}
+
+func share(n, of uint64) string {
+	if of == 0 {
+		return "–"
+	}
+	if n == of {
+		return "100%"
+	}
+	return fmt.Sprintf("%.2f%%", 100*float64(n)/float64(of))
+}
+
+func rate(n uint64, d time.Duration) string {
+	if d <= 0 || n == 0 {
+		return "–"
+	}
+	r := float64(n) / d.Seconds()
+	switch {
+	case r >= 1e6:
+		return fmt.Sprintf("%.2fM/s", r/1e6)
+	case r >= 1e3:
+		return fmt.Sprintf("%.0fk/s", r/1e3)
+	}
+	return fmt.Sprintf("%.0f/s", r)
+}
+
+func perRecord(cpu time.Duration, n uint64) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f ns", float64(cpu.Nanoseconds())/float64(n))
+}
+
+func mib(b int64) string {
+	if b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+func dur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.1f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}

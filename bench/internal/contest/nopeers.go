@@ -1,0 +1,6 @@
+//go:build nopeers
+
+package contest
+
+// peers is empty in nopeers builds.
+var peers []Contestant
