@@ -16,15 +16,18 @@ const maxKeptFrame = 2 << 20
 // log entries it holds and ts the timestamp (Unix ns) of its oldest entry,
 // both kept for Stats and returned by Next.
 //
-// The record is in the OS (page cache) when Append returns nil, with one
-// write system call; in SyncBatch mode it is also flushed. When MaxBytes
+// The record is in the OS (page cache) when Append returns nil: copied
+// into the segment's mapping (mmap writer, Linux), or with one write
+// system call; in SyncBatch mode it is also flushed. When MaxBytes
 // would be passed, the oldest segments are deleted first and what they held
 // is counted (Stats.DroppedFull*); Append never waits for the consumer.
 //
 // On a disk error (ENOSPC, EACCES, EROFS, ...) Append returns it wrapped,
 // counts it, and leaves the spool as it was: a partial frame is cut off, or
 // the segment is abandoned and the next Append starts a new one. Appends
-// succeed again once the disk does.
+// succeed again once the disk does. With the mmap writer the only disk
+// error is at segment creation (preallocation), a failed flush
+// (SyncBatch) or a fault on the mapping; the last two abandon the segment.
 func (s *Spool) Append(payload []byte, entries int, ts int64) error {
 	if int64(len(payload)) > s.o.MaxRecordSize {
 		return fmt.Errorf("spool: append %d bytes (limit %d): %w", len(payload), s.o.MaxRecordSize, ErrTooLarge)
@@ -45,11 +48,12 @@ func (s *Spool) appendLocked(payload []byte, entries int, ts int64) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.wseg != nil && s.wseg.records > 0 && s.wseg.size+frameLen > s.o.SegmentSize {
+	if s.wseg != nil && (s.wseg.records > 0 && s.wseg.size+frameLen > s.o.SegmentSize ||
+		s.wmap != nil && s.wseg.size+frameLen > int64(len(s.wmap))) {
 		s.roll()
 	}
 	if s.wseg == nil {
-		if err := s.create(); err != nil {
+		if err := s.create(frameLen); err != nil {
 			s.st.WriteErrors++
 			return fmt.Errorf("spool: append: %w", err)
 		}
@@ -59,6 +63,9 @@ func (s *Spool) appendLocked(payload []byte, entries int, ts int64) error {
 		s.drop()
 	}
 
+	if s.wmap != nil {
+		return s.appendMapped(payload, entries, ts, frameLen)
+	}
 	if cap(s.frame) < int(frameLen) {
 		s.frame = make([]byte, frameLen)
 	}
@@ -89,6 +96,39 @@ func (s *Spool) appendLocked(payload []byte, entries int, ts int64) error {
 		s.st.WriteErrors++
 		return fmt.Errorf("spool: append to segment %d: %w", g.num, err)
 	}
+	s.appended(g, frameLen, entries, ts)
+	return nil
+}
+
+// appendMapped writes a frame through the writer's mapping: a copy into
+// the page cache, no system call. Callers hold s.mu and made room.
+func (s *Spool) appendMapped(payload []byte, entries int, ts int64, frameLen int64) error {
+	g := s.wseg
+	end := g.size + frameLen
+	b := s.wmap[g.size:end:end]
+	if err := putFrameMapped(b, payload, uint32(entries), ts); err != nil {
+		s.undo(g, true)
+		s.st.WriteErrors++
+		return fmt.Errorf("spool: append to segment %d: %w", g.num, err)
+	}
+	if s.o.Sync == SyncBatch {
+		// fsync of the file flushes the pages written through the mapping.
+		if err := s.w.Sync(); err != nil {
+			s.st.SyncErrors++
+			// Take the record back (the tail stays zeros) and leave the
+			// file, as the write path does.
+			writeMapped(b, func(b []byte) { clear(b) })
+			s.undo(g, true)
+			s.st.WriteErrors++
+			return fmt.Errorf("spool: append: sync segment %d: %w", g.num, err)
+		}
+	}
+	s.appended(g, frameLen, entries, ts)
+	return nil
+}
+
+// appended counts a record written to g. Callers hold s.mu.
+func (s *Spool) appended(g *segment, frameLen int64, entries int, ts int64) {
 	if g.records == 0 {
 		g.firstTS = ts
 	}
@@ -100,14 +140,18 @@ func (s *Spool) appendLocked(payload []byte, entries int, ts int64) error {
 	s.pendingE += int64(entries)
 	s.st.Appended++
 	s.dirty = true
-	return nil
 }
 
 // undo cuts a failed write off the writer's segment. When that fails too,
 // or abandon is set, the writer is closed so the next Append starts a new
 // segment instead of writing after garbage. Callers hold s.mu.
 func (s *Spool) undo(g *segment, abandon bool) {
-	if err := s.w.Truncate(g.size); err != nil {
+	if s.wmap != nil {
+		abandon = true // a mapping that failed is not written to again
+		if err := s.unmapWriter(); err != nil {
+			s.cleanupError(fmt.Errorf("spool: cut segment %d to %d bytes: %w", g.num, g.size, err))
+		}
+	} else if err := s.w.Truncate(g.size); err != nil {
 		abandon = true
 	}
 	if abandon {
@@ -138,20 +182,45 @@ func (s *Spool) removeEmpty(g *segment) {
 
 // roll stops writing to the current segment. Its file is flushed by the
 // sync goroutine (SyncInterval) or closed now. Callers hold s.mu.
+//
+// A mapped segment is unmapped and cut to its valid size first, and that
+// cut is flushed like the data: now in SyncBatch, by the sync goroutine in
+// SyncInterval.
 func (s *Spool) roll() {
-	if s.o.Sync == SyncInterval && s.dirty {
+	mapped := s.wmap != nil
+	if err := s.unmapWriter(); err != nil {
+		// At the next Open the segment is older than the newest one with
+		// a zero tail: set aside as corrupt, its records delivered.
+		s.cleanupError(fmt.Errorf("spool: cut segment %d to %d bytes: %w", s.wseg.num, s.wseg.size, err))
+	}
+	switch {
+	case s.o.Sync == SyncInterval && (s.dirty || mapped):
 		s.toSync = append(s.toSync, pendingSync{num: s.wseg.num, f: s.w})
-	} else {
+	case s.o.Sync == SyncBatch && mapped:
+		if err := s.w.Sync(); err != nil {
+			s.st.SyncErrors++
+			s.cleanupError(fmt.Errorf("spool: sync segment %d: %w", s.wseg.num, err))
+		}
+		s.w.Close()
+	default:
 		s.w.Close()
 	}
 	s.w, s.wseg, s.dirty = nil, nil, false
 }
 
-// create starts a new segment and makes it the writer's. Callers hold s.mu.
-func (s *Spool) create() error {
+// create starts a new segment for a first frame of frameLen bytes and
+// makes it the writer's: mapped (see useMmap) with room for SegmentSize
+// bytes or the frame, else written with write(2). Callers hold s.mu.
+func (s *Spool) create(frameLen int64) error {
 	num := s.next
 	s.next++ // never reuse a number, even after a failure
 	name := s.path(segmentName(num))
+	if s.useMmap() {
+		ok, err := s.createMapped(num, name, max(s.o.SegmentSize, headerSize+frameLen))
+		if ok || err != nil {
+			return err
+		}
+	}
 	f, err := s.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("create segment %d: %w", num, err)
@@ -216,6 +285,7 @@ func (s *Spool) deleteOldest() {
 		s.ra.drop()
 	}
 	if s.wseg == g {
+		s.dropMapping() // the file is removed below
 		s.w.Close()
 		s.w, s.wseg, s.dirty = nil, nil, false
 	}

@@ -8,26 +8,33 @@ import (
 	"github.com/lokislog/lokislog/exporter"
 )
 
-// BenchmarkAppend measures Append of 200-byte payloads (one small record
-// per log record in "always" mode) against a plain sequential write of
-// the same frame bytes to an os.File, the floor of one write(2) per record.
+// BenchmarkAppend measures AppendMark of 200-byte payloads (one small
+// record per log record in "always" mode) on both append paths (mmap:
+// a copy into the mapping; write: one write(2)), against a plain
+// sequential write of the same frame bytes to an os.File, the floor of one
+// write(2) per record.
 func BenchmarkAppend(b *testing.B) {
 	p := payload(1, 200)
-	for _, mode := range []SyncMode{SyncNever, SyncInterval} {
-		b.Run("spool/"+string(mode), func(b *testing.B) {
-			s, err := Open(Options{Dir: b.TempDir(), Sync: mode})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			b.ReportAllocs()
-			b.SetBytes(int64(len(p)))
-			for b.Loop() {
-				if err := s.Append(p, 1, 1); err != nil {
+	for _, w := range writers {
+		for _, mode := range []SyncMode{SyncNever, SyncInterval} {
+			b.Run("spool/"+w.name+"/"+string(mode), func(b *testing.B) {
+				if !w.noMmap && !mmapSupported {
+					b.Skip("no mmap writer on this system")
+				}
+				s, err := Open(Options{Dir: b.TempDir(), Sync: mode, NoMmap: w.noMmap})
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
+				defer s.Close()
+				b.ReportAllocs()
+				b.SetBytes(int64(len(p)))
+				for b.Loop() {
+					if _, err := s.AppendMark(p, 1, 1); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 	b.Run("baseline/os.File.Write", func(b *testing.B) {
 		f, err := os.OpenFile(filepath.Join(b.TempDir(), "plain"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -134,17 +141,19 @@ func BenchmarkBatchCodec(b *testing.B) {
 }
 
 func TestAppendDoesNotAllocate(t *testing.T) {
-	s := openT(t, Options{Sync: SyncNever})
-	p := payload(1, 200)
-	s.Append(p, 1, 1) // creates the segment and the frame buffer
-	allocs := testing.AllocsPerRun(1000, func() {
-		if err := s.Append(p, 1, 1); err != nil {
-			t.Fatal(err)
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		s := openT(t, Options{NoMmap: noMmap, Sync: SyncNever})
+		p := payload(1, 200)
+		s.Append(p, 1, 1) // creates the segment and the frame buffer
+		allocs := testing.AllocsPerRun(1000, func() {
+			if err := s.Append(p, 1, 1); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("Append allocates %v times per call", allocs)
 		}
 	})
-	if allocs != 0 {
-		t.Fatalf("Append allocates %v times per call", allocs)
-	}
 }
 
 // TestAppendOneWrite checks that an Append is one write call: nothing is

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -18,12 +19,22 @@ import (
 // childMain) in the middle of appending, twice, and checks that the next
 // Open delivers every record whose Append returned, in order, exactly once,
 // and nothing acknowledged.
+//
+// On the mmap path the killed child leaves its newest segment at its
+// preallocated size with a zero tail, which Open truncates.
 func TestSIGKILL(t *testing.T) {
+	eachWriter(t, testSIGKILL)
+}
+
+func testSIGKILL(t *testing.T, noMmap bool) {
 	dir := t.TempDir()
 	from, acked := 0, -1
 	for round := range 2 {
-		last := runChildUntilKilled(t, dir, from, 2000)
-		s, err := Open(Options{Dir: dir, SegmentSize: 4096, Sync: SyncNever})
+		last, writer := runChildUntilKilled(t, dir, from, 2000, noMmap)
+		if want := map[bool]string{false: "writer=mmap", true: "writer=write"}[noMmap]; writer != want {
+			t.Fatalf("child reported %q, want %q", writer, want)
+		}
+		s, err := Open(Options{Dir: dir, SegmentSize: 4096, Sync: SyncNever, NoMmap: noMmap})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,11 +67,14 @@ func TestSIGKILL(t *testing.T) {
 
 // runChildUntilKilled starts a child appending ids from `from`, kills it
 // with SIGKILL once it printed at least n ids, and returns the last id it
-// printed.
-func runChildUntilKilled(t *testing.T, dir string, from, n int) int {
+// printed and the writer line it printed.
+func runChildUntilKilled(t *testing.T, dir string, from, n int, noMmap bool) (int, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+dir, "LOKISLOG_SPOOL_CHILD_FROM="+strconv.Itoa(from))
+	if noMmap {
+		cmd.Env = append(cmd.Env, childNoMmapEnv+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -70,11 +84,14 @@ func runChildUntilKilled(t *testing.T, dir string, from, n int) int {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(out)
-	last, seen, killed := -1, 0, false
+	last, seen, killed, writer := -1, 0, false, ""
 	for sc.Scan() {
 		id, err := strconv.Atoi(sc.Text())
+		if strings.HasPrefix(sc.Text(), "writer=") {
+			writer = sc.Text()
+		}
 		if err != nil {
-			continue // a line cut by the kill
+			continue // a line cut by the kill, or the writer line
 		}
 		if id != from+seen {
 			cmd.Process.Kill()
@@ -94,7 +111,7 @@ func runChildUntilKilled(t *testing.T, dir string, from, n int) int {
 	if !killed || err == nil {
 		t.Fatalf("child ended on its own after %d records: %v", seen, err)
 	}
-	return last
+	return last, writer
 }
 
 // childDiskFull runs in a child process with a file size limit
@@ -114,7 +131,7 @@ func childDiskFull(dir string) int {
 		fmt.Println("setrlimit:", err)
 		return 2
 	}
-	s, err := Open(Options{Dir: dir, SegmentSize: 64 << 10, Sync: SyncBatch})
+	s, err := Open(Options{Dir: dir, SegmentSize: 64 << 10, Sync: SyncBatch, NoMmap: os.Getenv(childNoMmapEnv) != ""})
 	if err != nil {
 		fmt.Println("open:", err)
 		return 2
@@ -157,10 +174,21 @@ func childDiskFull(dir string) int {
 
 // TestDiskFullFileSizeLimit runs childDiskFull: a real write failure
 // (EFBIG from RLIMIT_FSIZE, standing in for a full disk), then recovery.
+//
+// On the mmap path the preallocation of the 64 KiB segment fails with
+// EFBIG, and the segment falls back to the write path, which writes what
+// fits under the limit.
 func TestDiskFullFileSizeLimit(t *testing.T) {
+	eachWriter(t, testDiskFullFileSizeLimit)
+}
+
+func testDiskFullFileSizeLimit(t *testing.T, noMmap bool) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+dir, childFullEnv+"=1")
+	if noMmap {
+		cmd.Env = append(cmd.Env, childNoMmapEnv+"=1")
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)

@@ -26,16 +26,20 @@
 //   - Order: [Spool.Next] returns records in the order [Spool.Append]
 //     wrote them, across restarts.
 //   - Process crash: a record for which Append returned nil is in the OS
-//     page cache (one write system call, no user-space buffer), so SIGKILL,
-//     OOM-kill or a panic lose nothing Append returned for, in every
-//     [SyncMode]. Power loss loses what the sync mode allows.
+//     page cache (copied into a shared mapping of the file, or one write
+//     system call; no user-space buffer), so SIGKILL, OOM-kill or a panic
+//     lose nothing Append returned for, in every [SyncMode]. Power loss
+//     loses what the sync mode allows.
 //   - Acknowledgement: [Spool.Ack] marks every record up to a position as
 //     done; a segment is deleted only when all its records are
 //     acknowledged. After Close and Open, acknowledged records are never
 //     returned again (0 duplicates); after a crash, at most the records
 //     returned by Next and not yet acknowledged (the in-flight batch) are
 //     returned again.
-//   - Bounded disk: Options.MaxBytes bounds the segment files. When full,
+//   - Bounded disk: Options.MaxBytes bounds the valid bytes of the
+//     segment files (Stats.Bytes); with the mmap writer the segment being
+//     written also holds its preallocated, unused rest, so the directory
+//     uses at most MaxBytes + SegmentSize. When full,
 //     Append deletes the oldest segments (the newest logs matter most in
 //     an incident) and counts the records and entries dropped. It never
 //     waits for the consumer.
@@ -55,6 +59,32 @@
 //   - One owner: Open locks the directory (flock on Unix, LockFileEx on
 //     Windows); a second Open of it, in this process or another, fails
 //     with [ErrLocked].
+//
+// # Writing
+//
+// On Linux, with the OS filesystem ([OSFS]), Append copies the frame into a
+// shared, writable mapping of the segment file: no system call per record.
+// Each new segment is first preallocated to SegmentSize with fallocate(2),
+// so a write through the mapping never needs a disk block that is not
+// there: a full disk is an ENOSPC from Append at segment creation, never a
+// SIGBUS. The unused rest of the segment stays zeros. When the segment is
+// rolled, and at Close, it is unmapped and cut to its valid size, so only
+// the newest segment can ever have a zero tail, which recovery cuts off like
+// any torn tail. fsync of the file flushes the mapped pages (SyncBatch
+// before Append returns, SyncInterval from the Spool's goroutine). A
+// fault on the mapping (an I/O error reading a page back, the file cut by
+// someone else) is turned into an Append error, not a crash.
+//
+// A filesystem without preallocation (EOPNOTSUPP, EINVAL) turns the mmap
+// writer off for the Spool; a segment whose preallocation exceeds a file
+// size limit (EFBIG) or that cannot be mapped is written with the write
+// path. Elsewhere, or with Options.NoMmap, each record is one write(2) on
+// a file opened with O_APPEND. macOS has no preallocation that makes a
+// later write through a mapping safe from a full disk, and Windows would
+// need its own file-mapping API: both use the write path. Filesystems
+// whose fallocate does not reserve blocks (ZFS, some network filesystems)
+// can report a full disk late, as a failed flush or a fault error from a
+// later Append: use NoMmap there.
 //
 // # Recovery
 //

@@ -133,9 +133,19 @@ type faultFS struct {
 	mu      sync.Mutex
 	hook    func(op, name string) error
 	partial bool // a failing write first writes half its bytes
+	mmap    bool // let the spool use the mmap writer on these files
 
 	syncs   atomic.Int64 // File.Sync calls
 	readAts atomic.Int64 // File.ReadAt calls
+}
+
+func (f *faultFS) mmapOK() bool { return f.mmap }
+
+// mapFault fails the preallocation and mapping of a segment (op "map"); the
+// error is returned as mapSegment's.
+func (f *faultFS) mapFault(name string) error {
+	err, _ := f.check("map", name)
+	return err
 }
 
 func (f *faultFS) set(partial bool, hook func(op, name string) error) {

@@ -59,57 +59,59 @@ func TestNextReadsInBlocks(t *testing.T) {
 // steps, so blocks end mid-frame and before records appended later, with
 // and without segment rolls, and checks every byte.
 func TestNextInterleaved(t *testing.T) {
-	for _, segSize := range []int64{0, 64 << 10} {
-		for name, next := range nextFuncs {
-			t.Run(name+"/segment "+map[bool]string{true: "default", false: "64KiB"}[segSize == 0], func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(1, uint64(segSize)))
-				s := openT(t, Options{SegmentSize: segSize, MaxRecordSize: 40 << 10, Sync: SyncNever})
-				var want [][]byte
-				read := 0
-				const total = 1500 // about 500 KiB: blocks of 256 KiB end mid-frame
-				for len(want) < total || read < len(want) {
-					if len(want) < total {
-						for range rng.IntN(20) {
-							size := 12 + rng.IntN(300)
-							if rng.IntN(50) == 0 {
-								size = 12 + rng.IntN(40<<10)
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		for _, segSize := range []int64{0, 64 << 10} {
+			for name, next := range nextFuncs {
+				t.Run(name+"/segment "+map[bool]string{true: "default", false: "64KiB"}[segSize == 0], func(t *testing.T) {
+					rng := rand.New(rand.NewPCG(1, uint64(segSize)))
+					s := openT(t, Options{NoMmap: noMmap, SegmentSize: segSize, MaxRecordSize: 40 << 10, Sync: SyncNever})
+					var want [][]byte
+					read := 0
+					const total = 1500 // about 500 KiB: blocks of 256 KiB end mid-frame
+					for len(want) < total || read < len(want) {
+						if len(want) < total {
+							for range rng.IntN(20) {
+								size := 12 + rng.IntN(300)
+								if rng.IntN(50) == 0 {
+									size = 12 + rng.IntN(40<<10)
+								}
+								p := fmt.Appendf(nil, "rec-%06d;", len(want))
+								p = append(p, bytes.Repeat([]byte{byte(rng.Uint())}, size-len(p))...)
+								if err := s.Append(p, 1, int64(len(want))); err != nil {
+									t.Fatal(err)
+								}
+								want = append(want, p)
 							}
-							p := fmt.Appendf(nil, "rec-%06d;", len(want))
-							p = append(p, bytes.Repeat([]byte{byte(rng.Uint())}, size-len(p))...)
-							if err := s.Append(p, 1, int64(len(want))); err != nil {
-								t.Fatal(err)
+						}
+						for range rng.IntN(25) {
+							r, err := next(s)
+							if read == len(want) {
+								if !errors.Is(err, ErrEmpty) {
+									t.Fatalf("after %d records: %v", read, err)
+								}
+								break
 							}
-							want = append(want, p)
+							if err != nil {
+								t.Fatalf("record %d: %v", read, err)
+							}
+							if !bytes.Equal(r.Payload, want[read]) || r.Timestamp != int64(read) {
+								t.Fatalf("record %d: %d bytes %.20q, want %d bytes %.20q", read, len(r.Payload), r.Payload, len(want[read]), want[read])
+							}
+							read++
+							if read%100 == 0 {
+								if err := s.Ack(r.Pos); err != nil {
+									t.Fatal(err)
+								}
+							}
 						}
 					}
-					for range rng.IntN(25) {
-						r, err := next(s)
-						if read == len(want) {
-							if !errors.Is(err, ErrEmpty) {
-								t.Fatalf("after %d records: %v", read, err)
-							}
-							break
-						}
-						if err != nil {
-							t.Fatalf("record %d: %v", read, err)
-						}
-						if !bytes.Equal(r.Payload, want[read]) || r.Timestamp != int64(read) {
-							t.Fatalf("record %d: %d bytes %.20q, want %d bytes %.20q", read, len(r.Payload), r.Payload, len(want[read]), want[read])
-						}
-						read++
-						if read%100 == 0 {
-							if err := s.Ack(r.Pos); err != nil {
-								t.Fatal(err)
-							}
-						}
+					if cap(s.ra.blk) > max(readBlockSize, 40<<10+frameHeaderSize) {
+						t.Fatalf("block of %d bytes", cap(s.ra.blk))
 					}
-				}
-				if cap(s.ra.blk) > max(readBlockSize, 40<<10+frameHeaderSize) {
-					t.Fatalf("block of %d bytes", cap(s.ra.blk))
-				}
-			})
+				})
+			}
 		}
-	}
+	})
 }
 
 // TestNextLargeRecord checks a record larger than a block: it gets a block
@@ -345,67 +347,70 @@ func TestNextCorruptionInBlocks(t *testing.T) {
 // view stays intact until the next read (checked byte by byte, and by the
 // race detector).
 func TestConcurrentAppendNextView(t *testing.T) {
-	const writers, each, size = 3, 500, 60
-	for name, o := range map[string]Options{
-		"no drops": {SegmentSize: 8 << 10, Sync: SyncNever},
-		"drops":    {SegmentSize: 1024, MaxBytes: 4096, Sync: SyncNever},
-	} {
-		t.Run(name, func(t *testing.T) {
-			s := openT(t, o)
-			var wg sync.WaitGroup
-			for w := range writers {
-				wg.Go(func() {
-					for i := range each {
-						if err := s.Append(payload(w*each+i, size), 1, 0); err != nil {
-							t.Errorf("Append: %v", err)
-							return
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		const writers, each, size = 3, 500, 60
+		for name, o := range map[string]Options{
+			"no drops": {SegmentSize: 8 << 10, Sync: SyncNever},
+			"drops":    {SegmentSize: 1024, MaxBytes: 4096, Sync: SyncNever},
+		} {
+			t.Run(name, func(t *testing.T) {
+				o.NoMmap = noMmap
+				s := openT(t, o)
+				var wg sync.WaitGroup
+				for w := range writers {
+					wg.Go(func() {
+						for i := range each {
+							if err := s.Append(payload(w*each+i, size), 1, 0); err != nil {
+								t.Errorf("Append: %v", err)
+								return
+							}
+							if i%50 == 0 {
+								runtime.Gosched()
+							}
 						}
-						if i%50 == 0 {
+					})
+				}
+				done := make(chan struct{})
+				go func() { wg.Wait(); close(done) }()
+				seen := map[int]bool{}
+				n := 0
+				for {
+					r, err := s.NextView()
+					if errors.Is(err, ErrEmpty) {
+						select {
+						case <-done:
+							if r, err = s.NextView(); errors.Is(err, ErrEmpty) {
+								goto end
+							}
+						default:
 							runtime.Gosched()
+							continue
 						}
 					}
-				})
-			}
-			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
-			seen := map[int]bool{}
-			n := 0
-			for {
-				r, err := s.NextView()
-				if errors.Is(err, ErrEmpty) {
-					select {
-					case <-done:
-						if r, err = s.NextView(); errors.Is(err, ErrEmpty) {
-							goto end
+					if err != nil {
+						t.Fatalf("NextView: %v", err)
+					}
+					runtime.Gosched() // let appends (and drops) run while the view is held
+					id := recID(t, r.Payload)
+					if !bytes.Equal(r.Payload, payload(id, size)) {
+						t.Fatalf("record %d: view changed: %q", id, r.Payload)
+					}
+					if seen[id] {
+						t.Fatalf("record %d twice", id)
+					}
+					seen[id] = true
+					if n++; n%7 == 0 {
+						if err := s.Ack(r.Pos); err != nil {
+							t.Fatalf("Ack: %v", err)
 						}
-					default:
-						runtime.Gosched()
-						continue
 					}
 				}
-				if err != nil {
-					t.Fatalf("NextView: %v", err)
+			end:
+				st := s.Stats()
+				if uint64(len(seen))+st.DroppedFullRecords != writers*each {
+					t.Fatalf("received %d + dropped %d != %d", len(seen), st.DroppedFullRecords, writers*each)
 				}
-				runtime.Gosched() // let appends (and drops) run while the view is held
-				id := recID(t, r.Payload)
-				if !bytes.Equal(r.Payload, payload(id, size)) {
-					t.Fatalf("record %d: view changed: %q", id, r.Payload)
-				}
-				if seen[id] {
-					t.Fatalf("record %d twice", id)
-				}
-				seen[id] = true
-				if n++; n%7 == 0 {
-					if err := s.Ack(r.Pos); err != nil {
-						t.Fatalf("Ack: %v", err)
-					}
-				}
-			}
-		end:
-			st := s.Stats()
-			if uint64(len(seen))+st.DroppedFullRecords != writers*each {
-				t.Fatalf("received %d + dropped %d != %d", len(seen), st.DroppedFullRecords, writers*each)
-			}
-		})
-	}
+			})
+		}
+	})
 }

@@ -63,9 +63,12 @@ type Options struct {
 	// when it does not exist; files in it are created with mode 0600.
 	Dir string
 
-	// MaxBytes bounds the bytes of all segment files. An Append that would
-	// pass it deletes the oldest segments first, even unacknowledged ones,
-	// and counts what they held in Stats.DroppedFull*. Default 256 MiB.
+	// MaxBytes bounds the valid bytes of all segment files (Stats.Bytes).
+	// An Append that would pass it deletes the oldest segments first, even
+	// unacknowledged ones, and counts what they held in
+	// Stats.DroppedFull*. The mmap writer preallocates the segment being
+	// written to SegmentSize, so the directory uses up to MaxBytes +
+	// SegmentSize. Default 256 MiB.
 	MaxBytes int64
 
 	// SegmentSize is the size at which a segment is closed and the next
@@ -91,6 +94,14 @@ type Options struct {
 
 	// FS is the filesystem. Default OSFS{}. Tests inject faults here.
 	FS FS
+
+	// NoMmap turns off the mmap writer. By default, on Linux with the
+	// OS filesystem (FS nil or OSFS), each new segment is preallocated
+	// (fallocate) and appended to by copying into a shared mapping, with
+	// no system call per record; elsewhere, or with NoMmap, each record is
+	// one write(2). Both write the same files with the same guarantees;
+	// see the package documentation, "Writing".
+	NoMmap bool
 
 	// ErrorHandler receives errors that no call can return: failed
 	// background flushes (SyncInterval) and failed clean-up steps. It is
@@ -171,7 +182,8 @@ type Record struct {
 
 // Stats is a snapshot of the spool's state and counters.
 type Stats struct {
-	// Bytes is the size of all segment files (headers included) and
+	// Bytes is the valid bytes of all segment files (headers and whole
+	// frames; not the preallocated rest of the segment being written) and
 	// Segments their number.
 	Bytes    int64
 	Segments int
@@ -275,12 +287,14 @@ type Spool struct {
 
 	// Writer: w appends to wseg, the newest segment. nil when there is no
 	// writable segment; the next Append creates one.
-	w        File
-	wseg     *segment
-	frame    []byte        // reused frame buffer
-	dirty    bool          // w has data not flushed (SyncInterval)
-	dirDirty bool          // entries of the directory not flushed (SyncInterval)
-	toSync   []pendingSync // rolled writers the sync goroutine flushes and closes
+	w          File
+	wseg       *segment
+	wmap       []byte        // mapping of wseg's file (mmap writer); nil: write path
+	noPrealloc bool          // the filesystem cannot preallocate: write path only
+	frame      []byte        // reused frame buffer
+	dirty      bool          // w has data not flushed (SyncInterval)
+	dirDirty   bool          // entries of the directory not flushed (SyncInterval)
+	toSync     []pendingSync // rolled writers the sync goroutine flushes and closes
 
 	// Reader: the next unread record is at roff in rseg (nil: the start of
 	// segs[0], if any). rf reads rfNum.
@@ -428,6 +442,11 @@ func (s *Spool) Close() error {
 	}
 	s.mu.Lock()
 	var errs []error
+	if s.wmap != nil {
+		if err := s.unmapWriter(); err != nil {
+			errs = append(errs, fmt.Errorf("spool: cut segment %d to %d bytes: %w", s.wseg.num, s.wseg.size, err))
+		}
+	}
 	if s.w != nil && s.o.Sync != SyncNever {
 		if err := s.w.Sync(); err != nil {
 			s.st.SyncErrors++
@@ -456,6 +475,7 @@ func (s *Spool) Close() error {
 // closeFiles closes every open file. Callers hold s.mu (or own s alone).
 func (s *Spool) closeFiles() error {
 	var errs []error
+	s.dropMapping() // Close cut the file; after a failed Open or a simulated crash it stays as is
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
 		s.w, s.wseg = nil, nil

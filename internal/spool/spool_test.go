@@ -57,64 +57,69 @@ func TestOptionsValidation(t *testing.T) {
 }
 
 func TestAppendNextAckFIFO(t *testing.T) {
-	s := openT(t, Options{SegmentSize: 512, Sync: SyncNever})
-	appendN(t, s, 0, 50, 60)
-	st := s.Stats()
-	if st.Records != 50 || st.Unread != 50 || st.Segments < 5 || st.OldestTimestamp != 1000 {
-		t.Fatalf("after appends: %+v", st)
-	}
-	wantEntries := int64(0)
-	for i := range 50 {
-		wantEntries += int64(i%5 + 1)
-	}
-	if st.Entries != wantEntries {
-		t.Fatalf("Entries = %d, want %d", st.Entries, wantEntries)
-	}
-	recs := drain(t, s)
-	if got := ids(t, recs); !equalInts(got, seq(0, 50)) {
-		t.Fatalf("ids = %v", got)
-	}
-	for i, r := range recs {
-		if r.Entries != i%5+1 || r.Timestamp != int64(1000+i) {
-			t.Fatalf("record %d: entries %d ts %d", i, r.Entries, r.Timestamp)
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		s := openT(t, Options{NoMmap: noMmap, SegmentSize: 512, Sync: SyncNever})
+		appendN(t, s, 0, 50, 60)
+		if got, want := mapped(s), !noMmap; got != want {
+			t.Fatalf("writing through a mapping: %v, want %v", got, want)
 		}
-		if i > 0 && !recs[i-1].Pos.Less(r.Pos) {
-			t.Fatalf("positions not increasing: %v then %v", recs[i-1].Pos, r.Pos)
+		st := s.Stats()
+		if st.Records != 50 || st.Unread != 50 || st.Segments < 5 || st.OldestTimestamp != 1000 {
+			t.Fatalf("after appends: %+v", st)
 		}
-	}
-	if st := s.Stats(); st.Unread != 0 || st.Records != 50 {
-		t.Fatalf("read but unacked: %+v", st)
-	}
-	// Ack half: segments before are deleted, the head moves.
-	if err := s.Ack(recs[24].Pos); err != nil {
-		t.Fatal(err)
-	}
-	st = s.Stats()
-	if st.Records != 25 || st.OldestTimestamp != 1025 || st.Acked != 25 {
-		t.Fatalf("after ack of 25: %+v", st)
-	}
-	// Acking an older position again is a no-op.
-	if err := s.Ack(recs[3].Pos); err != nil {
-		t.Fatalf("re-ack: %v", err)
-	}
-	if err := s.Ack(recs[49].Pos); err != nil {
-		t.Fatal(err)
-	}
-	st = s.Stats()
-	if st.Records != 0 || st.Segments != 0 || st.Bytes != 0 || !s.Empty() || s.Len() != 0 {
-		t.Fatalf("after acking everything: %+v", st)
-	}
-	entries, _ := os.ReadDir(s.o.Dir)
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), segmentSuffix) {
-			t.Fatalf("segment %s left after everything was acknowledged", e.Name())
+		wantEntries := int64(0)
+		for i := range 50 {
+			wantEntries += int64(i%5 + 1)
 		}
-	}
-	// The spool keeps working after it emptied.
-	appendN(t, s, 50, 3, 60)
-	if got := ids(t, drain(t, s)); !equalInts(got, seq(50, 53)) {
-		t.Fatalf("after refill: %v", got)
-	}
+		if st.Entries != wantEntries {
+			t.Fatalf("Entries = %d, want %d", st.Entries, wantEntries)
+		}
+		recs := drain(t, s)
+		if got := ids(t, recs); !equalInts(got, seq(0, 50)) {
+			t.Fatalf("ids = %v", got)
+		}
+		for i, r := range recs {
+			if r.Entries != i%5+1 || r.Timestamp != int64(1000+i) {
+				t.Fatalf("record %d: entries %d ts %d", i, r.Entries, r.Timestamp)
+			}
+			if i > 0 && !recs[i-1].Pos.Less(r.Pos) {
+				t.Fatalf("positions not increasing: %v then %v", recs[i-1].Pos, r.Pos)
+			}
+		}
+		if st := s.Stats(); st.Unread != 0 || st.Records != 50 {
+			t.Fatalf("read but unacked: %+v", st)
+		}
+		// Ack half: segments before are deleted, the head moves.
+		if err := s.Ack(recs[24].Pos); err != nil {
+			t.Fatal(err)
+		}
+		st = s.Stats()
+		if st.Records != 25 || st.OldestTimestamp != 1025 || st.Acked != 25 {
+			t.Fatalf("after ack of 25: %+v", st)
+		}
+		// Acking an older position again is a no-op.
+		if err := s.Ack(recs[3].Pos); err != nil {
+			t.Fatalf("re-ack: %v", err)
+		}
+		if err := s.Ack(recs[49].Pos); err != nil {
+			t.Fatal(err)
+		}
+		st = s.Stats()
+		if st.Records != 0 || st.Segments != 0 || st.Bytes != 0 || !s.Empty() || s.Len() != 0 {
+			t.Fatalf("after acking everything: %+v", st)
+		}
+		entries, _ := os.ReadDir(s.o.Dir)
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), segmentSuffix) {
+				t.Fatalf("segment %s left after everything was acknowledged", e.Name())
+			}
+		}
+		// The spool keeps working after it emptied.
+		appendN(t, s, 50, 3, 60)
+		if got := ids(t, drain(t, s)); !equalInts(got, seq(50, 53)) {
+			t.Fatalf("after refill: %v", got)
+		}
+	})
 }
 
 func TestAckBadPos(t *testing.T) {
@@ -180,59 +185,63 @@ func TestRewind(t *testing.T) {
 }
 
 func TestReopenNoDuplicates(t *testing.T) {
-	for _, mode := range []SyncMode{SyncBatch, SyncInterval, SyncNever} {
-		t.Run(string(mode), func(t *testing.T) {
-			dir := t.TempDir()
-			o := Options{Dir: dir, SegmentSize: 300, Sync: mode}
-			s := openT(t, o)
-			appendN(t, s, 0, 40, 50)
-			recs := drain(t, s)
-			// Ack up to a record in the middle of segment 6 (15, 16, 17).
-			if err := s.Ack(recs[16].Pos); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			s2 := openT(t, o)
-			st := s2.Stats()
-			if st.RecoveredRecords != 23 || st.Records != 23 || st.OldestTimestamp != 1017 || st.CursorResets != 0 {
-				t.Fatalf("recovered: %+v", st)
-			}
-			if got := ids(t, drain(t, s2)); !equalInts(got, seq(17, 40)) {
-				t.Fatalf("after reopen: %v", got)
-			}
-			// Appends continue after the recovered ones, in a new segment.
-			appendN(t, s2, 40, 2, 50)
-			if got := ids(t, drain(t, s2)); !equalInts(got, seq(40, 42)) {
-				t.Fatalf("new records: %v", got)
-			}
-		})
-	}
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		for _, mode := range []SyncMode{SyncBatch, SyncInterval, SyncNever} {
+			t.Run(string(mode), func(t *testing.T) {
+				dir := t.TempDir()
+				o := Options{NoMmap: noMmap, Dir: dir, SegmentSize: 300, Sync: mode}
+				s := openT(t, o)
+				appendN(t, s, 0, 40, 50)
+				recs := drain(t, s)
+				// Ack up to a record in the middle of segment 6 (15, 16, 17).
+				if err := s.Ack(recs[16].Pos); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				s2 := openT(t, o)
+				st := s2.Stats()
+				if st.RecoveredRecords != 23 || st.Records != 23 || st.OldestTimestamp != 1017 || st.CursorResets != 0 {
+					t.Fatalf("recovered: %+v", st)
+				}
+				if got := ids(t, drain(t, s2)); !equalInts(got, seq(17, 40)) {
+					t.Fatalf("after reopen: %v", got)
+				}
+				// Appends continue after the recovered ones, in a new segment.
+				appendN(t, s2, 40, 2, 50)
+				if got := ids(t, drain(t, s2)); !equalInts(got, seq(40, 42)) {
+					t.Fatalf("new records: %v", got)
+				}
+			})
+		}
+	})
 }
 
 func TestCrashResendsAtMostInflight(t *testing.T) {
-	dir := t.TempDir()
-	o := Options{Dir: dir, SegmentSize: 300, Sync: SyncInterval}
-	s := openT(t, o)
-	appendN(t, s, 0, 30, 50)
-	var recs []Record
-	for range 12 {
-		r, err := s.Next()
-		if err != nil {
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		dir := t.TempDir()
+		o := Options{NoMmap: noMmap, Dir: dir, SegmentSize: 300, Sync: SyncInterval}
+		s := openT(t, o)
+		appendN(t, s, 0, 30, 50)
+		var recs []Record
+		for range 12 {
+			r, err := s.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, r)
+		}
+		if err := s.Ack(recs[7].Pos); err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, r)
-	}
-	if err := s.Ack(recs[7].Pos); err != nil {
-		t.Fatal(err)
-	}
-	crash(s) // records 8 to 11 are in flight
-	s2 := openT(t, o)
-	got := ids(t, drain(t, s2))
-	if !equalInts(got, seq(8, 30)) {
-		t.Fatalf("after crash: %v, want 8..29 (the 4 in-flight records again, nothing acknowledged)", got)
-	}
+		crash(s) // records 8 to 11 are in flight
+		s2 := openT(t, o)
+		got := ids(t, drain(t, s2))
+		if !equalInts(got, seq(8, 30)) {
+			t.Fatalf("after crash: %v, want 8..29 (the 4 in-flight records again, nothing acknowledged)", got)
+		}
+	})
 }
 
 func TestCursorCorruptReplaysSegment(t *testing.T) {
@@ -258,43 +267,45 @@ func TestCursorCorruptReplaysSegment(t *testing.T) {
 }
 
 func TestMaxBytesDropsOldest(t *testing.T) {
-	// Frames of 100 bytes, 3 per segment: a segment is 32+300 = 332 bytes.
-	// MaxBytes 1000 holds 3 segments (996 bytes) minus room for the next
-	// frame: the 4th segment's first record drops segment 1, and so on.
-	s := openT(t, Options{SegmentSize: 332, MaxBytes: 1000, Sync: SyncNever})
-	appendN(t, s, 0, 9, 80) // segments 1..3, 996 bytes
-	st := s.Stats()
-	if st.Bytes != 996 || st.Segments != 3 || st.DroppedFullRecords != 0 {
-		t.Fatalf("before drop: %+v", st)
-	}
-	// Read two records of segment 1: they are the consumer's now.
-	r0, _ := s.Next()
-	r1, _ := s.Next()
-	appendN(t, s, 9, 1, 80) // new segment 4: 996+32+100 > 1000, drops segment 1
-	st = s.Stats()
-	if st.DroppedFullRecords != 1 || st.DroppedFullEntries != 3 || st.Segments != 3 || st.Bytes != 664+132 {
-		t.Fatalf("after first drop: %+v", st)
-	}
-	if st.Records != 7 {
-		t.Fatalf("Records = %d, want 7", st.Records)
-	}
-	// Acks of records whose segment was dropped are no-ops.
-	if err := s.Ack(r1.Pos); err != nil {
-		t.Fatal(err)
-	}
-	_ = r0
-	appendN(t, s, 10, 5, 80) // fills segment 4 (3), segment 5 gets 2: drops segment 2
-	st = s.Stats()
-	if st.DroppedFullRecords != 4 || st.DroppedFullEntries != 3+(4+5+1) {
-		t.Fatalf("after second drop: %+v", st)
-	}
-	got := ids(t, drain(t, s))
-	if !equalInts(got, seq(6, 15)) {
-		t.Fatalf("remaining = %v, want 6..14", got)
-	}
-	if s.Stats().Bytes > 1000 {
-		t.Fatalf("Bytes %d over MaxBytes", s.Stats().Bytes)
-	}
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		// Frames of 100 bytes, 3 per segment: a segment is 32+300 = 332 bytes.
+		// MaxBytes 1000 holds 3 segments (996 bytes) minus room for the next
+		// frame: the 4th segment's first record drops segment 1, and so on.
+		s := openT(t, Options{NoMmap: noMmap, SegmentSize: 332, MaxBytes: 1000, Sync: SyncNever})
+		appendN(t, s, 0, 9, 80) // segments 1..3, 996 bytes
+		st := s.Stats()
+		if st.Bytes != 996 || st.Segments != 3 || st.DroppedFullRecords != 0 {
+			t.Fatalf("before drop: %+v", st)
+		}
+		// Read two records of segment 1: they are the consumer's now.
+		r0, _ := s.Next()
+		r1, _ := s.Next()
+		appendN(t, s, 9, 1, 80) // new segment 4: 996+32+100 > 1000, drops segment 1
+		st = s.Stats()
+		if st.DroppedFullRecords != 1 || st.DroppedFullEntries != 3 || st.Segments != 3 || st.Bytes != 664+132 {
+			t.Fatalf("after first drop: %+v", st)
+		}
+		if st.Records != 7 {
+			t.Fatalf("Records = %d, want 7", st.Records)
+		}
+		// Acks of records whose segment was dropped are no-ops.
+		if err := s.Ack(r1.Pos); err != nil {
+			t.Fatal(err)
+		}
+		_ = r0
+		appendN(t, s, 10, 5, 80) // fills segment 4 (3), segment 5 gets 2: drops segment 2
+		st = s.Stats()
+		if st.DroppedFullRecords != 4 || st.DroppedFullEntries != 3+(4+5+1) {
+			t.Fatalf("after second drop: %+v", st)
+		}
+		got := ids(t, drain(t, s))
+		if !equalInts(got, seq(6, 15)) {
+			t.Fatalf("remaining = %v, want 6..14", got)
+		}
+		if s.Stats().Bytes > 1000 {
+			t.Fatalf("Bytes %d over MaxBytes", s.Stats().Bytes)
+		}
+	})
 }
 
 func TestTooLarge(t *testing.T) {
@@ -311,16 +322,18 @@ func TestTooLarge(t *testing.T) {
 }
 
 func TestOversizedRecordGetsOwnSegment(t *testing.T) {
-	s := openT(t, Options{SegmentSize: 128, MaxRecordSize: 1000, Sync: SyncNever})
-	appendN(t, s, 0, 1, 20)
-	appendN(t, s, 1, 1, 500)
-	appendN(t, s, 2, 1, 20)
-	if st := s.Stats(); st.Segments != 3 {
-		t.Fatalf("Segments = %d, want 3", st.Segments)
-	}
-	if got := ids(t, drain(t, s)); !equalInts(got, seq(0, 3)) {
-		t.Fatalf("ids = %v", got)
-	}
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		s := openT(t, Options{NoMmap: noMmap, SegmentSize: 128, MaxRecordSize: 1000, Sync: SyncNever})
+		appendN(t, s, 0, 1, 20)
+		appendN(t, s, 1, 1, 500)
+		appendN(t, s, 2, 1, 20)
+		if st := s.Stats(); st.Segments != 3 {
+			t.Fatalf("Segments = %d, want 3", st.Segments)
+		}
+		if got := ids(t, drain(t, s)); !equalInts(got, seq(0, 3)) {
+			t.Fatalf("ids = %v", got)
+		}
+	})
 }
 
 func TestClosed(t *testing.T) {
@@ -403,148 +416,163 @@ func TestFileModes(t *testing.T) {
 }
 
 func TestIntervalSync(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ffs := &faultFS{}
-		s, err := Open(Options{Dir: t.TempDir(), FS: ffs, Sync: SyncInterval, SyncInterval: time.Second, SegmentSize: 128})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		appendN(t, s, 0, 1, 40)
-		if n := ffs.syncs.Load(); n != 0 {
-			t.Fatalf("Append synced %d times in interval mode", n)
-		}
-		time.Sleep(time.Second)
-		synctest.Wait()
-		if n := ffs.syncs.Load(); n != 1 {
-			t.Fatalf("after one interval: %d syncs, want 1", n)
-		}
-		time.Sleep(3 * time.Second) // nothing new: no sync
-		synctest.Wait()
-		if n := ffs.syncs.Load(); n != 1 {
-			t.Fatalf("idle intervals synced: %d", n)
-		}
-		appendN(t, s, 1, 3, 40) // rolls: 40+20=60 bytes per frame, 1 per segment of 128
-		time.Sleep(time.Second)
-		synctest.Wait()
-		if n := ffs.syncs.Load(); n != 1+3 {
-			t.Fatalf("after rolls: %d syncs, want 4 (3 rolled or written segments)", n)
-		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		synctest.Test(t, func(t *testing.T) {
+			ffs := &faultFS{mmap: true}
+			s, err := Open(Options{NoMmap: noMmap, Dir: t.TempDir(), FS: ffs, Sync: SyncInterval, SyncInterval: time.Second, SegmentSize: 128})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			appendN(t, s, 0, 1, 40)
+			if n := ffs.syncs.Load(); n != 0 {
+				t.Fatalf("Append synced %d times in interval mode", n)
+			}
+			time.Sleep(time.Second)
+			synctest.Wait()
+			if n := ffs.syncs.Load(); n != 1 {
+				t.Fatalf("after one interval: %d syncs, want 1", n)
+			}
+			time.Sleep(3 * time.Second) // nothing new: no sync
+			synctest.Wait()
+			if n := ffs.syncs.Load(); n != 1 {
+				t.Fatalf("idle intervals synced: %d", n)
+			}
+			appendN(t, s, 1, 3, 40) // rolls: 40+20=60 bytes per frame, 1 per segment of 128
+			time.Sleep(time.Second)
+			synctest.Wait()
+			// The write path closes segment 1 at once (flushed, nothing
+			// new); the mmap writer also flushes its cut to the valid size.
+			want := int64(1 + 3)
+			if !noMmap {
+				want = 1 + 4
+			}
+			if n := ffs.syncs.Load(); n != want {
+				t.Fatalf("after rolls: %d syncs, want %d (rolled or written segments)", n, want)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	})
 }
 
 func TestBatchSyncEveryAppend(t *testing.T) {
-	ffs := &faultFS{}
-	s := openT(t, Options{FS: ffs, Sync: SyncBatch})
-	appendN(t, s, 0, 1, 40) // segment creation syncs the header, then the record
-	base := ffs.syncs.Load()
-	appendN(t, s, 1, 5, 40)
-	if n := ffs.syncs.Load() - base; n != 5 {
-		t.Fatalf("5 appends synced %d times, want 5", n)
-	}
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		ffs := &faultFS{mmap: true}
+		s := openT(t, Options{NoMmap: noMmap, FS: ffs, Sync: SyncBatch})
+		appendN(t, s, 0, 1, 40) // segment creation syncs the header, then the record
+		base := ffs.syncs.Load()
+		appendN(t, s, 1, 5, 40)
+		if n := ffs.syncs.Load() - base; n != 5 {
+			t.Fatalf("5 appends synced %d times, want 5", n)
+		}
+	})
 }
 
 func TestConcurrentAppendAck(t *testing.T) {
-	const writers, each = 4, 400
-	for name, o := range map[string]Options{
-		"no drops": {SegmentSize: 2048, Sync: SyncInterval, SyncInterval: time.Millisecond},
-		"drops":    {SegmentSize: 1024, MaxBytes: 4096, Sync: SyncNever},
-	} {
-		t.Run(name, func(t *testing.T) {
-			s := openT(t, o)
-			var wg sync.WaitGroup
-			for w := range writers {
-				wg.Go(func() {
-					for i := range each {
-						if err := s.Append(payload(w*each+i, 30), 1, int64(i)); err != nil {
-							t.Errorf("Append: %v", err)
-							return
-						}
-					}
-				})
-			}
-			done := make(chan struct{})
-			got := make(chan []int)
-			go func() {
-				var ids []int
-				n := 0
-				for {
-					r, err := s.Next()
-					if errors.Is(err, ErrEmpty) {
-						select {
-						case <-done:
-							if r, err = s.Next(); errors.Is(err, ErrEmpty) {
-								got <- ids
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		const writers, each = 4, 400
+		for name, o := range map[string]Options{
+			"no drops": {SegmentSize: 2048, Sync: SyncInterval, SyncInterval: time.Millisecond},
+			"drops":    {SegmentSize: 1024, MaxBytes: 4096, Sync: SyncNever},
+		} {
+			t.Run(name, func(t *testing.T) {
+				o.NoMmap = noMmap
+				s := openT(t, o)
+				var wg sync.WaitGroup
+				for w := range writers {
+					wg.Go(func() {
+						for i := range each {
+							if err := s.Append(payload(w*each+i, 30), 1, int64(i)); err != nil {
+								t.Errorf("Append: %v", err)
 								return
 							}
-						default:
-							runtime.Gosched()
-							continue
+						}
+					})
+				}
+				done := make(chan struct{})
+				got := make(chan []int)
+				go func() {
+					var ids []int
+					n := 0
+					for {
+						r, err := s.Next()
+						if errors.Is(err, ErrEmpty) {
+							select {
+							case <-done:
+								if r, err = s.Next(); errors.Is(err, ErrEmpty) {
+									got <- ids
+									return
+								}
+							default:
+								runtime.Gosched()
+								continue
+							}
+						}
+						if err != nil {
+							t.Errorf("Next: %v", err)
+							got <- ids
+							return
+						}
+						ids = append(ids, recID(t, r.Payload))
+						if n++; n%7 == 0 {
+							if err := s.Ack(r.Pos); err != nil {
+								t.Errorf("Ack: %v", err)
+							}
 						}
 					}
-					if err != nil {
-						t.Errorf("Next: %v", err)
-						got <- ids
-						return
+				}()
+				wg.Wait()
+				close(done)
+				recv := <-got
+				st := s.Stats()
+				if uint64(len(recv))+st.DroppedFullRecords != writers*each {
+					t.Fatalf("received %d + dropped %d != %d", len(recv), st.DroppedFullRecords, writers*each)
+				}
+				if name == "no drops" && st.DroppedFullRecords != 0 {
+					t.Fatalf("dropped %d without a bound", st.DroppedFullRecords)
+				}
+				last := map[int]int{}
+				seen := map[int]bool{}
+				for _, id := range recv {
+					if seen[id] {
+						t.Fatalf("record %d twice", id)
 					}
-					ids = append(ids, recID(t, r.Payload))
-					if n++; n%7 == 0 {
-						if err := s.Ack(r.Pos); err != nil {
-							t.Errorf("Ack: %v", err)
-						}
+					seen[id] = true
+					w := id / each
+					if prev, ok := last[w]; ok && id <= prev {
+						t.Fatalf("writer %d: %d after %d", w, id, prev)
 					}
+					last[w] = id
 				}
-			}()
-			wg.Wait()
-			close(done)
-			recv := <-got
-			st := s.Stats()
-			if uint64(len(recv))+st.DroppedFullRecords != writers*each {
-				t.Fatalf("received %d + dropped %d != %d", len(recv), st.DroppedFullRecords, writers*each)
-			}
-			if name == "no drops" && st.DroppedFullRecords != 0 {
-				t.Fatalf("dropped %d without a bound", st.DroppedFullRecords)
-			}
-			last := map[int]int{}
-			seen := map[int]bool{}
-			for _, id := range recv {
-				if seen[id] {
-					t.Fatalf("record %d twice", id)
-				}
-				seen[id] = true
-				w := id / each
-				if prev, ok := last[w]; ok && id <= prev {
-					t.Fatalf("writer %d: %d after %d", w, id, prev)
-				}
-				last[w] = id
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 func TestReopenAfterDrainKeepsNewRecords(t *testing.T) {
-	dir := t.TempDir()
-	o := Options{Dir: dir, SegmentSize: 256, Sync: SyncNever}
-	s := openT(t, o)
-	appendN(t, s, 0, 10, 40)
-	recs := drain(t, s)
-	if err := s.Ack(recs[4].Pos); err != nil { // writes a cursor
-		t.Fatal(err)
-	}
-	if err := s.Ack(recs[9].Pos); err != nil { // deletes every segment
-		t.Fatal(err)
-	}
-	s.Close()
-	s = openT(t, o)
-	appendN(t, s, 10, 3, 40)
-	s.Close()
-	s = openT(t, o)
-	if got := ids(t, drain(t, s)); !equalInts(got, seq(10, 13)) {
-		t.Fatalf("after drain, reopen, append, reopen: %v", got)
-	}
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		dir := t.TempDir()
+		o := Options{NoMmap: noMmap, Dir: dir, SegmentSize: 256, Sync: SyncNever}
+		s := openT(t, o)
+		appendN(t, s, 0, 10, 40)
+		recs := drain(t, s)
+		if err := s.Ack(recs[4].Pos); err != nil { // writes a cursor
+			t.Fatal(err)
+		}
+		if err := s.Ack(recs[9].Pos); err != nil { // deletes every segment
+			t.Fatal(err)
+		}
+		s.Close()
+		s = openT(t, o)
+		appendN(t, s, 10, 3, 40)
+		s.Close()
+		s = openT(t, o)
+		if got := ids(t, drain(t, s)); !equalInts(got, seq(10, 13)) {
+			t.Fatalf("after drain, reopen, append, reopen: %v", got)
+		}
+	})
 }
 
 func TestCorruptionAfterOpen(t *testing.T) {
@@ -635,52 +663,54 @@ func TestRewindCountsDroppedInflight(t *testing.T) {
 }
 
 func TestCursorRecovery(t *testing.T) {
-	// One segment with records 0..3 (frames of 60 bytes at 32, 92, 152, 212).
-	tests := map[string]struct {
-		cursorOff  int64
-		fileSize   int64 // 0: untouched
-		want       []int
-		resets     int
-		wantOldest int64
-	}{
-		"on a boundary":          {cursorOff: 152, want: []int{2, 3}, wantOldest: 1002},
-		"at the end":             {cursorOff: 272, want: nil},
-		"inside a record":        {cursorOff: 153, want: []int{0, 1, 2, 3}, resets: 1, wantOldest: 1000},
-		"past the data":          {cursorOff: 212, fileSize: 160, want: nil},
-		"past the data, partial": {cursorOff: 152, fileSize: 200, want: nil},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			o := Options{Dir: dir, Sync: SyncNever}
-			s := openT(t, o)
-			appendN(t, s, 0, 4, 40)
-			s.Close()
-			var b [cursorSize]byte
-			putCursor(b[:], 1, tc.cursorOff)
-			os.WriteFile(filepath.Join(dir, cursorName), b[:], 0o600)
-			os.WriteFile(filepath.Join(dir, cursorName+tmpSuffix), []byte("stale"), 0o600)
-			if tc.fileSize > 0 {
-				os.Truncate(filepath.Join(dir, segmentName(1)), tc.fileSize)
-			}
-			s2 := openT(t, o)
-			st := s2.Stats()
-			if got := ids(t, drain(t, s2)); !equalInts(got, tc.want) {
-				t.Fatalf("read %v, want %v", got, tc.want)
-			}
-			if st.CursorResets != tc.resets || st.OldestTimestamp != tc.wantOldest {
-				t.Fatalf("stats: %+v", st)
-			}
-			if _, err := os.Stat(filepath.Join(dir, cursorName+tmpSuffix)); err == nil {
-				t.Fatal("stale cursor.tmp not removed")
-			}
-			// New segments get numbers above the cursor's.
-			appendN(t, s2, 10, 1, 40)
-			s2.Close()
-			s3 := openT(t, o)
-			if got := ids(t, drain(t, s3)); !equalInts(got, append(tc.want, 10)) {
-				t.Fatalf("after append and reopen: %v", got)
-			}
-		})
-	}
+	eachWriter(t, func(t *testing.T, noMmap bool) {
+		// One segment with records 0..3 (frames of 60 bytes at 32, 92, 152, 212).
+		tests := map[string]struct {
+			cursorOff  int64
+			fileSize   int64 // 0: untouched
+			want       []int
+			resets     int
+			wantOldest int64
+		}{
+			"on a boundary":          {cursorOff: 152, want: []int{2, 3}, wantOldest: 1002},
+			"at the end":             {cursorOff: 272, want: nil},
+			"inside a record":        {cursorOff: 153, want: []int{0, 1, 2, 3}, resets: 1, wantOldest: 1000},
+			"past the data":          {cursorOff: 212, fileSize: 160, want: nil},
+			"past the data, partial": {cursorOff: 152, fileSize: 200, want: nil},
+		}
+		for name, tc := range tests {
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				o := Options{NoMmap: noMmap, Dir: dir, Sync: SyncNever}
+				s := openT(t, o)
+				appendN(t, s, 0, 4, 40)
+				s.Close()
+				var b [cursorSize]byte
+				putCursor(b[:], 1, tc.cursorOff)
+				os.WriteFile(filepath.Join(dir, cursorName), b[:], 0o600)
+				os.WriteFile(filepath.Join(dir, cursorName+tmpSuffix), []byte("stale"), 0o600)
+				if tc.fileSize > 0 {
+					os.Truncate(filepath.Join(dir, segmentName(1)), tc.fileSize)
+				}
+				s2 := openT(t, o)
+				st := s2.Stats()
+				if got := ids(t, drain(t, s2)); !equalInts(got, tc.want) {
+					t.Fatalf("read %v, want %v", got, tc.want)
+				}
+				if st.CursorResets != tc.resets || st.OldestTimestamp != tc.wantOldest {
+					t.Fatalf("stats: %+v", st)
+				}
+				if _, err := os.Stat(filepath.Join(dir, cursorName+tmpSuffix)); err == nil {
+					t.Fatal("stale cursor.tmp not removed")
+				}
+				// New segments get numbers above the cursor's.
+				appendN(t, s2, 10, 1, 40)
+				s2.Close()
+				s3 := openT(t, o)
+				if got := ids(t, drain(t, s3)); !equalInts(got, append(tc.want, 10)) {
+					t.Fatalf("after append and reopen: %v", got)
+				}
+			})
+		}
+	})
 }
