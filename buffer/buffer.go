@@ -178,6 +178,7 @@ type Buffer struct {
 	// diskFallback: in "always" mode a write failed and entries are kept in
 	// memory only until the spiller has written them; guarded by mu.
 	diskFallback bool
+	maxSpool     int64              // the spool's bound in bytes
 	one          exporter.Batch     // scratch for "always"; guarded by mu
 	oneStream    [1]exporter.Stream // guarded by mu
 	oneEntry     [1]exporter.Entry  // guarded by mu
@@ -321,6 +322,10 @@ func New(cfg Config) (*Buffer, error) {
 			return nil, fmt.Errorf("buffer: %w", err)
 		}
 		b.sp = sp
+		b.maxSpool = cfg.MaxSpoolBytes
+		if b.maxSpool == 0 {
+			b.maxSpool = spool.DefaultMaxBytes
+		}
 		st := sp.Stats()
 		b.recovered = uint64(st.RecoveredEntries)
 		if st.Records > 0 {
@@ -371,6 +376,17 @@ again:
 			if wake {
 				b.signal()
 			}
+			return nil
+		case err == nil && m.SpoolBytes+2*int64(b.cfg.MaxBufferBytes) > b.maxSpool:
+			// The spool may soon drop its oldest segments to make room:
+			// memory copies could then outlive their records and a drop be
+			// counted for an entry still delivered. Let the spool be the
+			// queue alone.
+			b.switchToSpoolLocked()
+			b.mu.Unlock()
+			b.enqueued.Add(1)
+			b.spilled.Add(1)
+			b.signal()
 			return nil
 		case err == nil:
 			// Keep a copy in memory to send from; the spool's record is
@@ -516,7 +532,6 @@ func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, m
 		b.firstUnread = time.Now()
 	}
 	b.unreadBytes += len(b.alwaysBuf) + 16
-	b.spoolActive = true
 	b.spoolGen++
 	return m, nil
 }

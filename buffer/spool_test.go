@@ -460,3 +460,52 @@ func TestCrashAfterSpillLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestAlwaysModeSendsFromMemoryWhileLokiAnswers(t *testing.T) {
+	dir := t.TempDir()
+	r := &recorder{}
+	b := mustNew(t, Config{Exporter: r, SpoolDir: dir, SpoolMode: SpoolAlways, BatchWait: 5 * time.Millisecond})
+	logN(t, b, 2, 0, 1000, time.Millisecond)
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := b.Stats()
+	if s.Exported != 2000 || s.Replayed != 0 || s.SpoolEntries != 0 || s.Spilled != 2000 {
+		t.Fatalf("stats %+v: want every entry written to disk, sent from memory, released", s)
+	}
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnceInOrder(t, r, 2, 1000)
+	// Nothing is sent again after a restart.
+	r2 := &recorder{}
+	b2 := mustNew(t, Config{Exporter: r2, SpoolDir: dir})
+	b2.Shutdown(context.Background())
+	if r2.count() != 0 {
+		t.Fatalf("restart resent %d entries", r2.count())
+	}
+}
+
+func TestAlwaysModeSwitchesToSpoolWhenLokiFails(t *testing.T) {
+	var down atomic.Bool
+	r := &recorder{fail: switchable(&down)}
+	b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), SpoolMode: SpoolAlways,
+		BatchWait: 2 * time.Millisecond, RetryInterval: time.Millisecond})
+	logN(t, b, 2, 0, 300, time.Millisecond) // from memory
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	down.Store(true)
+	logN(t, b, 2, 300, 900, time.Millisecond) // the spool becomes the queue
+	down.Store(false)
+	logN(t, b, 2, 900, 1200, time.Millisecond)
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := b.Stats()
+	if s.Replayed == 0 || s.Exported != 2400 || s.SpoolEntries != 0 || len(s.Dropped) != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	b.Shutdown(context.Background())
+	checkExactlyOnceInOrder(t, r, 2, 1200)
+}

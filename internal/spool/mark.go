@@ -14,6 +14,8 @@ type Mark struct {
 	End     int64
 	Records int64
 	Entries int64
+	// SpoolBytes is the size of the whole spool right after the append.
+	SpoolBytes int64
 }
 
 // AppendMark is [Spool.Append] that also returns the record's Mark.
@@ -29,7 +31,7 @@ func (s *Spool) AppendMark(payload []byte, entries int, ts int64) (Mark, error) 
 	var m Mark
 	if err == nil {
 		g := s.wseg
-		m = Mark{Segment: g.num, End: g.size, Records: g.records, Entries: g.entries}
+		m = Mark{Segment: g.num, End: g.size, Records: g.records, Entries: g.entries, SpoolBytes: s.bytes}
 	}
 	errs := s.takeErrs()
 	s.mu.Unlock()
