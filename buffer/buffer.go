@@ -174,14 +174,10 @@ type Buffer struct {
 	flushWant   bool      // a Flush wants the spool read now; guarded by mu
 	exportStart time.Time // when the export in flight started; guarded by mu
 	diskRetryAt time.Time // spill again only after this, the disk failed; guarded by mu
-	alwaysBuf   []byte    // encoding scratch for "always"; guarded by mu
 	// diskFallback: in "always" mode a write failed and entries are kept in
 	// memory only until the spiller has written them; guarded by mu.
 	diskFallback bool
-	maxSpool     int64              // the spool's bound in bytes
-	one          exporter.Batch     // scratch for "always"; guarded by mu
-	oneStream    [1]exporter.Stream // guarded by mu
-	oneEntry     [1]exporter.Entry  // guarded by mu
+	maxSpool     int64 // the spool's bound in bytes
 	// progress is closed and replaced whenever entries settle; guarded by mu.
 	progress chan struct{}
 
@@ -355,6 +351,11 @@ func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []export
 		size += len(meta[i].Name) + len(meta[i].Value) + 4
 	}
 	spilled := false
+	var enc *[]byte // "always": the entry's spool record, encoded before locking
+	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways {
+		enc = encodeOne(tenant, labels, ts, line, meta)
+		defer putEnc(enc)
+	}
 	b.mu.Lock()
 again:
 	if b.closed {
@@ -364,8 +365,8 @@ again:
 	}
 	var mark spool.Mark
 	marked := false
-	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways && !b.diskFallback && time.Now().After(b.diskRetryAt) {
-		m, err := b.appendOneLocked(tenant, labels, ts, line, meta)
+	if enc != nil && !b.diskFallback && time.Now().After(b.diskRetryAt) {
+		m, err := b.appendOneLocked(*enc, ts)
 		switch {
 		case err == nil && b.spoolActive:
 			// The spool is the queue: nothing in memory.
@@ -507,19 +508,28 @@ again:
 	return nil
 }
 
-// appendOneLocked writes one entry to the spool ("always" mode).
-func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) (spool.Mark, error) {
-	one := &b.one
-	one.Tenant = tenant
-	one.Streams = b.oneStream[:]
-	one.Streams[0] = exporter.Stream{Labels: labels, Entries: b.oneEntry[:]}
-	one.Streams[0].Entries[0] = exporter.Entry{Timestamp: ts, Line: unsafe.String(unsafe.SliceData(line), len(line)), Metadata: meta}
-	b.alwaysBuf = spool.AppendBatch(b.alwaysBuf[:0], one)
-	one.Streams[0].Entries[0] = exporter.Entry{}
-	m, err := b.sp.AppendMark(b.alwaysBuf, 1, ts)
-	if cap(b.alwaysBuf) > 64<<10 {
-		b.alwaysBuf = nil
+// encPool holds encoding buffers of "always" mode records.
+var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// encodeOne encodes one entry as a spool record (a one-entry batch).
+func encodeOne(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) *[]byte {
+	entries := [1]exporter.Entry{{Timestamp: ts, Line: unsafe.String(unsafe.SliceData(line), len(line)), Metadata: meta}}
+	streams := [1]exporter.Stream{{Labels: labels, Entries: entries[:]}}
+	one := exporter.Batch{Tenant: tenant, Streams: streams[:]}
+	p := encPool.Get().(*[]byte)
+	*p = spool.AppendBatch((*p)[:0], &one)
+	return p
+}
+
+func putEnc(p *[]byte) {
+	if cap(*p) <= 64<<10 {
+		encPool.Put(p)
 	}
+}
+
+// appendOneLocked writes one encoded entry to the spool ("always" mode).
+func (b *Buffer) appendOneLocked(rec []byte, ts int64) (spool.Mark, error) {
+	m, err := b.sp.AppendMark(rec, 1, ts)
 	if err != nil {
 		if !errors.Is(err, spool.ErrTooLarge) {
 			b.diskErrors.Add(1)
@@ -531,7 +541,7 @@ func (b *Buffer) appendOneLocked(tenant, labels string, ts int64, line []byte, m
 	if b.unreadBytes == 0 {
 		b.firstUnread = time.Now()
 	}
-	b.unreadBytes += len(b.alwaysBuf) + 16
+	b.unreadBytes += len(rec) + 16
 	b.spoolGen++
 	return m, nil
 }
