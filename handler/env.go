@@ -104,73 +104,76 @@ func boolean(f func(c *Config) *bool) func(*Config, string) error {
 	}
 }
 
-// envVars is every variable ApplyEnv reads, in the order of Config's
-// fields. A test checks that every yaml key has one.
-var envVars = []envVar{
-	{name: "URL", secret: true, set: str(func(c *Config) *string { return &c.URL })},
-	{name: "TENANT_ID", set: str(func(c *Config) *string { return &c.TenantID })},
-	{name: "LABELS", set: func(c *Config, v string) error {
-		m, err := parsePairs(v, false)
-		if err != nil {
-			return err
-		}
-		for k := range m {
-			if !labels.Valid(k) {
-				return fmt.Errorf("label name %q: want [a-zA-Z_][a-zA-Z0-9_]*, no \"__\" prefix", k)
+// envVars returns every variable ApplyEnv reads, in the order of Config's
+// fields. A test checks that every yaml key has one. A function, not a
+// variable, so that importing the package builds nothing at init.
+func envVars() []envVar {
+	return []envVar{
+		{name: "URL", secret: true, set: str(func(c *Config) *string { return &c.URL })},
+		{name: "TENANT_ID", set: str(func(c *Config) *string { return &c.TenantID })},
+		{name: "LABELS", set: func(c *Config, v string) error {
+			m, err := parsePairs(v, false)
+			if err != nil {
+				return err
 			}
-		}
-		c.Labels = m
-		return nil
-	}},
-	{name: "LABEL_KEYS", set: func(c *Config, v string) error { c.LabelKeys = parseList(v); return nil }},
-	{name: "METADATA_KEYS", set: func(c *Config, v string) error { c.MetadataKeys = parseList(v); return nil }},
-	{name: "LEVEL", set: func(c *Config, v string) error {
-		l, err := parseLevel(v)
-		if err == nil {
-			c.Level = l
-		}
-		return err
-	}},
-	{name: "ADD_SOURCE", set: boolean(func(c *Config) *bool { return &c.AddSource })},
-	{name: "FORMAT", set: str(func(c *Config) *string { return &c.Format })},
-	{name: "PROTOCOL", set: str(func(c *Config) *string { return &c.Protocol })},
-	{name: "COMPRESSION", set: str(func(c *Config) *string { return &c.Compression })},
-	{name: "BATCH_WAIT", set: dur(func(c *Config) *duration { return (*duration)(&c.BatchWait) })},
-	{name: "BATCH_SIZE", set: size(func(c *Config) *int { return &c.BatchSize })},
-	{name: "MAX_BUFFER_BYTES", set: size(func(c *Config) *int { return &c.MaxBufferBytes })},
-	{name: "MAX_STREAMS", set: func(c *Config, v string) error {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			return fmt.Errorf("invalid number %q", v)
-		}
-		c.MaxStreams = n
-		return nil
-	}},
-	{name: "MAX_LINE_SIZE", set: size(func(c *Config) *int { return &c.MaxLineSize })},
-	{name: "TIMEOUT", set: dur(func(c *Config) *duration { return (*duration)(&c.Timeout) })},
-	{name: "MIN_BACKOFF", set: dur(func(c *Config) *duration { return (*duration)(&c.MinBackoff) })},
-	{name: "MAX_BACKOFF", set: dur(func(c *Config) *duration { return (*duration)(&c.MaxBackoff) })},
-	{name: "MAX_RETRY_TIME", set: dur(func(c *Config) *duration { return (*duration)(&c.MaxRetryTime) })},
-	{name: "USERNAME", secret: true, file: true, set: str(func(c *Config) *string { return &c.Username })},
-	{name: "PASSWORD", secret: true, file: true, set: str(func(c *Config) *string { return &c.Password })},
-	{name: "BEARER_TOKEN", secret: true, file: true, set: str(func(c *Config) *string { return &c.BearerToken })},
-	{name: "HEADERS", secret: true, set: func(c *Config, v string) error {
-		m, err := parsePairs(v, true)
-		c.Headers = m
-		return err
-	}},
-	{name: "CA_FILE", set: str(func(c *Config) *string { return &c.TLS.CAFile })},
-	{name: "CERT_FILE", set: str(func(c *Config) *string { return &c.TLS.CertFile })},
-	{name: "KEY_FILE", set: str(func(c *Config) *string { return &c.TLS.KeyFile })},
-	{name: "SERVER_NAME", set: str(func(c *Config) *string { return &c.TLS.ServerName })},
-	{name: "INSECURE_SKIP_VERIFY", set: boolean(func(c *Config) *bool { return &c.TLS.InsecureSkipVerify })},
-	{name: "SPOOL_DIR", set: str(func(c *Config) *string { return &c.SpoolDir })},
-	{name: "SPOOL_MODE", set: str(func(c *Config) *string { return &c.SpoolMode })},
-	{name: "SPOOL_SYNC", set: str(func(c *Config) *string { return &c.SpoolSync })},
-	{name: "SPOOL_SYNC_INTERVAL", set: dur(func(c *Config) *duration { return (*duration)(&c.SpoolSyncInterval) })},
-	{name: "MAX_SPOOL_BYTES", set: size(func(c *Config) *int64 { return &c.MaxSpoolBytes })},
-	{name: "MAX_AGE", set: dur(func(c *Config) *duration { return (*duration)(&c.MaxAge) })},
-	{name: "SPILL_AFTER", set: dur(func(c *Config) *duration { return (*duration)(&c.SpillAfter) })},
+			for k := range m {
+				if !labels.Valid(k) {
+					return fmt.Errorf("label name %q: want [a-zA-Z_][a-zA-Z0-9_]*, no \"__\" prefix", k)
+				}
+			}
+			c.Labels = m
+			return nil
+		}},
+		{name: "LABEL_KEYS", set: func(c *Config, v string) error { c.LabelKeys = parseList(v); return nil }},
+		{name: "METADATA_KEYS", set: func(c *Config, v string) error { c.MetadataKeys = parseList(v); return nil }},
+		{name: "LEVEL", set: func(c *Config, v string) error {
+			l, err := parseLevel(v)
+			if err == nil {
+				c.Level = l
+			}
+			return err
+		}},
+		{name: "ADD_SOURCE", set: boolean(func(c *Config) *bool { return &c.AddSource })},
+		{name: "FORMAT", set: str(func(c *Config) *string { return &c.Format })},
+		{name: "PROTOCOL", set: str(func(c *Config) *string { return &c.Protocol })},
+		{name: "COMPRESSION", set: str(func(c *Config) *string { return &c.Compression })},
+		{name: "BATCH_WAIT", set: dur(func(c *Config) *duration { return (*duration)(&c.BatchWait) })},
+		{name: "BATCH_SIZE", set: size(func(c *Config) *int { return &c.BatchSize })},
+		{name: "MAX_BUFFER_BYTES", set: size(func(c *Config) *int { return &c.MaxBufferBytes })},
+		{name: "MAX_STREAMS", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("invalid number %q", v)
+			}
+			c.MaxStreams = n
+			return nil
+		}},
+		{name: "MAX_LINE_SIZE", set: size(func(c *Config) *int { return &c.MaxLineSize })},
+		{name: "TIMEOUT", set: dur(func(c *Config) *duration { return (*duration)(&c.Timeout) })},
+		{name: "MIN_BACKOFF", set: dur(func(c *Config) *duration { return (*duration)(&c.MinBackoff) })},
+		{name: "MAX_BACKOFF", set: dur(func(c *Config) *duration { return (*duration)(&c.MaxBackoff) })},
+		{name: "MAX_RETRY_TIME", set: dur(func(c *Config) *duration { return (*duration)(&c.MaxRetryTime) })},
+		{name: "USERNAME", secret: true, file: true, set: str(func(c *Config) *string { return &c.Username })},
+		{name: "PASSWORD", secret: true, file: true, set: str(func(c *Config) *string { return &c.Password })},
+		{name: "BEARER_TOKEN", secret: true, file: true, set: str(func(c *Config) *string { return &c.BearerToken })},
+		{name: "HEADERS", secret: true, set: func(c *Config, v string) error {
+			m, err := parsePairs(v, true)
+			c.Headers = m
+			return err
+		}},
+		{name: "CA_FILE", set: str(func(c *Config) *string { return &c.TLS.CAFile })},
+		{name: "CERT_FILE", set: str(func(c *Config) *string { return &c.TLS.CertFile })},
+		{name: "KEY_FILE", set: str(func(c *Config) *string { return &c.TLS.KeyFile })},
+		{name: "SERVER_NAME", set: str(func(c *Config) *string { return &c.TLS.ServerName })},
+		{name: "INSECURE_SKIP_VERIFY", set: boolean(func(c *Config) *bool { return &c.TLS.InsecureSkipVerify })},
+		{name: "SPOOL_DIR", set: str(func(c *Config) *string { return &c.SpoolDir })},
+		{name: "SPOOL_MODE", set: str(func(c *Config) *string { return &c.SpoolMode })},
+		{name: "SPOOL_SYNC", set: str(func(c *Config) *string { return &c.SpoolSync })},
+		{name: "SPOOL_SYNC_INTERVAL", set: dur(func(c *Config) *duration { return (*duration)(&c.SpoolSyncInterval) })},
+		{name: "MAX_SPOOL_BYTES", set: size(func(c *Config) *int64 { return &c.MaxSpoolBytes })},
+		{name: "MAX_AGE", set: dur(func(c *Config) *duration { return (*duration)(&c.MaxAge) })},
+		{name: "SPILL_AFTER", set: dur(func(c *Config) *duration { return (*duration)(&c.SpillAfter) })},
+	}
 }
 
 // applyEnv returns c with the variables of lookup applied; readFile reads
@@ -181,7 +184,7 @@ func applyEnv(c Config, prefix string, lookup func(string) (string, bool), readF
 		return v
 	}
 	var errs []error
-	for _, ev := range envVars {
+	for _, ev := range envVars() {
 		name := prefix + ev.name
 		v := get(name)
 		if ev.file {

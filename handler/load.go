@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,29 +222,48 @@ func (fc fileConfig) apply(base Config) Config {
 	return c
 }
 
-// renamed are the names other tools use for our keys, for the error about
-// an unknown key.
-var renamed = map[string]string{
-	"batchwait":                "batch_wait",
-	"batchsize":                "batch_size",
-	"external_labels":          "labels",
-	"backoff_config":           "min_backoff, max_backoff and max_retry_time",
-	"min_period":               "min_backoff",
-	"max_period":               "max_backoff",
-	"basic_auth":               "username and password",
-	"bearer_token_file":        "bearer_token (or the environment variable LOKI_BEARER_TOKEN_FILE)",
-	"password_file":            "password (or the environment variable LOKI_PASSWORD_FILE)",
-	"tenant":                   "tenant_id",
-	"structured_metadata":      "metadata_keys",
-	"line_format":              "format",
-	"http_user":                "username",
-	"http_passwd":              "password",
-	"tls":                      "tls_config",
-	"storage.total_limit_size": "max_spool_bytes",
+// renamedKey returns our name for a key other tools use, for the error
+// about an unknown key. A switch, not a map: nothing is built at init.
+func renamedKey(key string) (string, bool) {
+	switch key {
+	case "batchwait":
+		return "batch_wait", true
+	case "batchsize":
+		return "batch_size", true
+	case "external_labels":
+		return "labels", true
+	case "backoff_config":
+		return "min_backoff, max_backoff and max_retry_time", true
+	case "min_period":
+		return "min_backoff", true
+	case "max_period":
+		return "max_backoff", true
+	case "basic_auth":
+		return "username and password", true
+	case "bearer_token_file":
+		return "bearer_token (or the environment variable LOKI_BEARER_TOKEN_FILE)", true
+	case "password_file":
+		return "password (or the environment variable LOKI_PASSWORD_FILE)", true
+	case "tenant":
+		return "tenant_id", true
+	case "structured_metadata":
+		return "metadata_keys", true
+	case "line_format":
+		return "format", true
+	case "http_user":
+		return "username", true
+	case "http_passwd":
+		return "password", true
+	case "tls":
+		return "tls_config", true
+	case "storage.total_limit_size":
+		return "max_spool_bytes", true
+	}
+	return "", false
 }
 
 func unknownKey(path, key string) error {
-	if to, ok := renamed[key]; ok {
+	if to, ok := renamedKey(key); ok {
 		return fmt.Errorf("unknown field %q (lokislog calls it %s)", path+key, to)
 	}
 	return fmt.Errorf("unknown field %q", path+key)
@@ -363,7 +381,25 @@ func kindName(t reflect.Type) string {
 	return "a string"
 }
 
-var yamlLinePrefix = regexp.MustCompile(`^line \d+: `)
+// stripYAMLLine removes yaml's "line N: " prefix from an error text (the
+// caller adds its own, with the key). No regexp: nothing to build at init.
+func stripYAMLLine(s string) string {
+	rest, ok := strings.CutPrefix(s, "line ")
+	if !ok {
+		return s
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return s
+	}
+	if after, ok := strings.CutPrefix(rest[i:], ": "); ok {
+		return after
+	}
+	return s
+}
 
 // decodeYAMLMapping decodes the YAML mapping node into the struct v key by
 // key, so that an error names its key and line and an unknown key is an
@@ -407,7 +443,7 @@ func decodeYAMLMapping(node *yaml.Node, v reflect.Value, path string) error {
 		if err := val.Decode(f.Addr().Interface()); err != nil {
 			var te *yaml.TypeError
 			if errors.As(err, &te) && len(te.Errors) > 0 {
-				err = errors.New(yamlLinePrefix.ReplaceAllString(te.Errors[0], ""))
+				err = errors.New(stripYAMLLine(te.Errors[0]))
 			}
 			return fmt.Errorf("line %d: %s: %w", val.Line, path+key, err)
 		}
@@ -558,13 +594,22 @@ func (b *byteSize) set(s string) error {
 	return nil
 }
 
-// sizeUnits are the units parseBytes accepts, lower-cased, as shifts.
-var sizeUnits = map[string]uint{
-	"": 0, "b": 0,
-	"k": 10, "kb": 10, "kib": 10,
-	"m": 20, "mb": 20, "mib": 20,
-	"g": 30, "gb": 30, "gib": 30,
-	"t": 40, "tb": 40, "tib": 40,
+// sizeShift returns the shift of a size unit parseBytes accepts,
+// lower-cased.
+func sizeShift(unit string) (uint, bool) {
+	switch unit {
+	case "", "b":
+		return 0, true
+	case "k", "kb", "kib":
+		return 10, true
+	case "m", "mb", "mib":
+		return 20, true
+	case "g", "gb", "gib":
+		return 30, true
+	case "t", "tb", "tib":
+		return 40, true
+	}
+	return 0, false
 }
 
 // parseBytes parses a size in bytes: a whole number, or a number (which
@@ -578,7 +623,7 @@ func parseBytes(s string) (int64, error) {
 		i++
 	}
 	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	shift, ok := sizeUnits[unit]
+	shift, ok := sizeShift(unit)
 	if num == "" || !ok {
 		return 0, fmt.Errorf("invalid size %q: want a number of bytes such as 1048576, or one with a unit such as 512KiB or 1MiB", s)
 	}
