@@ -365,7 +365,7 @@ again:
 	}
 	var mark spool.Mark
 	marked := false
-	if enc != nil && !b.diskFallback && time.Now().After(b.diskRetryAt) {
+	if enc != nil && !b.diskFallback && (b.diskRetryAt.IsZero() || time.Now().After(b.diskRetryAt)) {
 		m, err := b.appendOneLocked(*enc, ts)
 		switch {
 		case err == nil && b.spoolActive:
@@ -396,9 +396,11 @@ again:
 			// batch is sealed first.
 			mark, marked = m, true
 			b.spilled.Add(1)
-			for t, ob := range b.open {
-				if t != tenant {
-					b.sealLocked(ob)
+			if len(b.open) > 1 || len(b.open) == 1 && b.open[tenant] == nil {
+				for t, ob := range b.open {
+					if t != tenant {
+						b.sealLocked(ob)
+					}
 				}
 			}
 		case errors.Is(err, spool.ErrTooLarge):
