@@ -819,14 +819,21 @@ func TestShutdown(t *testing.T) {
 	if err := c.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	// Shutdown waited for the running Export.
+	// Shutdown waited for the running Export: none is registered any more.
+	// (The goroutine's send on done may still be a moment behind.)
+	c.mu.Lock()
+	active := c.active
+	c.mu.Unlock()
+	if active != 0 {
+		t.Fatalf("Shutdown returned with %d Export calls still running", active)
+	}
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrShutdown) || classify(err) != retryable {
 			t.Errorf("running Export = %v, want a retryable error wrapping ErrShutdown", err)
 		}
-	default:
-		t.Fatal("Shutdown returned before the running Export")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the running Export did not return after Shutdown")
 	}
 	if err := c.Export(context.Background(), testBatch(1, 1)); err != ErrShutdown {
 		t.Errorf("Export after Shutdown = %v, want ErrShutdown", err)
