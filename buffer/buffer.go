@@ -366,7 +366,7 @@ again:
 	var mark spool.Mark
 	marked := false
 	if enc != nil && !b.diskFallback && (b.diskRetryAt.IsZero() || time.Now().After(b.diskRetryAt)) {
-		m, err := b.appendOneLocked(*enc, ts)
+		m, err := b.appendOneLocked(*enc)
 		switch {
 		case err == nil && b.spoolActive:
 			// The spool is the queue: nothing in memory.
@@ -513,13 +513,17 @@ again:
 // encPool holds encoding buffers of "always" mode records.
 var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// encodeOne encodes one entry as a spool record (a one-entry batch).
+// encodeOne encodes one entry as a framed spool record (a one-entry
+// batch), checksum included, so that the append under the lock is a copy.
 func encodeOne(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) *[]byte {
 	entries := [1]exporter.Entry{{Timestamp: ts, Line: unsafe.String(unsafe.SliceData(line), len(line)), Metadata: meta}}
 	streams := [1]exporter.Stream{{Labels: labels, Entries: entries[:]}}
 	one := exporter.Batch{Tenant: tenant, Streams: streams[:]}
 	p := encPool.Get().(*[]byte)
-	*p = spool.AppendBatch((*p)[:0], &one)
+	b := append((*p)[:0], make([]byte, spool.FrameHeaderSize)...)
+	b = spool.AppendBatch(b, &one)
+	spool.PutFrame(b, 1, ts) // cannot fail: one entry, a payload under 4 GiB (MaxLineSize)
+	*p = b
 	return p
 }
 
@@ -529,9 +533,10 @@ func putEnc(p *[]byte) {
 	}
 }
 
-// appendOneLocked writes one encoded entry to the spool ("always" mode).
-func (b *Buffer) appendOneLocked(rec []byte, ts int64) (spool.Mark, error) {
-	m, err := b.sp.AppendMark(rec, 1, ts)
+// appendOneLocked writes one framed entry (encodeOne) to the spool
+// ("always" mode).
+func (b *Buffer) appendOneLocked(frame []byte) (spool.Mark, error) {
+	m, err := b.sp.AppendFrameMark(frame)
 	if err != nil {
 		if !errors.Is(err, spool.ErrTooLarge) {
 			b.diskErrors.Add(1)
@@ -543,7 +548,7 @@ func (b *Buffer) appendOneLocked(rec []byte, ts int64) (spool.Mark, error) {
 	if b.unreadBytes == 0 {
 		b.firstUnread = time.Now()
 	}
-	b.unreadBytes += len(rec) + 16
+	b.unreadBytes += len(frame) - spool.FrameHeaderSize + 16
 	b.spoolGen++
 	return m, nil
 }

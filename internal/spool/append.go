@@ -45,24 +45,9 @@ func (s *Spool) Append(payload []byte, entries int, ts int64) error {
 
 func (s *Spool) appendLocked(payload []byte, entries int, ts int64) error {
 	frameLen := int64(frameHeaderSize + len(payload))
-	if s.closed {
-		return ErrClosed
+	if err := s.makeTail(frameLen); err != nil {
+		return err
 	}
-	if s.wseg != nil && (s.wseg.records > 0 && s.wseg.size+frameLen > s.o.SegmentSize ||
-		s.wmap != nil && s.wseg.size+frameLen > int64(len(s.wmap))) {
-		s.roll()
-	}
-	if s.wseg == nil {
-		if err := s.create(frameLen); err != nil {
-			s.st.WriteErrors++
-			return fmt.Errorf("spool: append: %w", err)
-		}
-	}
-	// Make room: delete the oldest segments, never the one written to.
-	for s.bytes+frameLen > s.o.MaxBytes && len(s.segs) > 1 {
-		s.drop()
-	}
-
 	if s.wmap != nil {
 		return s.appendMapped(payload, entries, ts, frameLen)
 	}
@@ -75,7 +60,37 @@ func (s *Spool) appendLocked(payload []byte, entries int, ts int64) error {
 	if cap(s.frame) > maxKeptFrame {
 		defer func() { s.frame = nil }()
 	}
+	return s.writeFrame(b, entries, ts)
+}
 
+// makeTail readies the writer for a frame of frameLen bytes: rolls to a
+// new segment when it does not fit, and deletes the oldest segments when
+// MaxBytes would be passed. Callers hold s.mu.
+func (s *Spool) makeTail(frameLen int64) error {
+	if s.closed {
+		return ErrClosed
+	}
+	if s.wseg != nil && (s.wseg.records > 0 && s.wseg.size+frameLen > s.o.SegmentSize ||
+		s.wmap != nil && s.wseg.size+frameLen > int64(len(s.wmap))) {
+		s.roll()
+	}
+	if s.wseg == nil && !s.takePrepared(frameLen) {
+		if err := s.create(frameLen); err != nil {
+			s.st.WriteErrors++
+			return fmt.Errorf("spool: append: %w", err)
+		}
+	}
+	// Make room: delete the oldest segments, never the one written to.
+	for s.bytes+frameLen > s.o.MaxBytes && len(s.segs) > 1 {
+		s.drop()
+	}
+	return nil
+}
+
+// writeFrame writes a whole frame b with the write path. Callers hold
+// s.mu and made room (makeTail).
+func (s *Spool) writeFrame(b []byte, entries int, ts int64) error {
+	frameLen := int64(len(b))
 	g := s.wseg
 	n, err := s.w.Write(b)
 	if err == nil && n != len(b) {
@@ -101,12 +116,24 @@ func (s *Spool) appendLocked(payload []byte, entries int, ts int64) error {
 }
 
 // appendMapped writes a frame through the writer's mapping: a copy into
-// the page cache, no system call. Callers hold s.mu and made room.
+// the page cache, no system call. frame is the whole frame when the caller
+// built it (AppendFrameMark), else nil and the frame is built from payload.
+// Callers hold s.mu and made room.
 func (s *Spool) appendMapped(payload []byte, entries int, ts int64, frameLen int64) error {
+	return s.appendMappedFrame(nil, payload, entries, ts, frameLen)
+}
+
+func (s *Spool) appendMappedFrame(frame, payload []byte, entries int, ts int64, frameLen int64) error {
 	g := s.wseg
 	end := g.size + frameLen
 	b := s.wmap[g.size:end:end]
-	if err := putFrameMapped(b, payload, uint32(entries), ts); err != nil {
+	var err error
+	if frame != nil {
+		err = writeMapped(b, func(b []byte) { copy(b, frame) })
+	} else {
+		err = putFrameMapped(b, payload, uint32(entries), ts)
+	}
+	if err != nil {
 		s.undo(g, true)
 		s.st.WriteErrors++
 		return fmt.Errorf("spool: append to segment %d: %w", g.num, err)

@@ -38,8 +38,9 @@
 //     returned again.
 //   - Bounded disk: Options.MaxBytes bounds the valid bytes of the
 //     segment files (Stats.Bytes); with the mmap writer the segment being
-//     written also holds its preallocated, unused rest, so the directory
-//     uses at most MaxBytes + SegmentSize. When full,
+//     written also holds its preallocated, unused rest and the next
+//     segment is prepared ahead (next.tmp), so the directory uses at most
+//     MaxBytes + 2×SegmentSize. When full,
 //     Append deletes the oldest segments (the newest logs matter most in
 //     an incident) and counts the records and entries dropped. It never
 //     waits for the consumer.

@@ -121,6 +121,18 @@ func crash(s *Spool) {
 		close(s.stop)
 		<-s.done
 	}
+	if s.pr != nil {
+		// A prepared segment stays on disk, as a crash leaves it.
+		s.mu.Lock()
+		p := s.pr.ready
+		s.pr.ready = nil
+		s.mu.Unlock()
+		s.stopPreparer()
+		if p != nil {
+			unmapSegment(p.m)
+			p.f.Close()
+		}
+	}
 	s.mu.Lock()
 	s.closeFiles() // closing flushes nothing
 	s.mu.Unlock()

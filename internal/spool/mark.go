@@ -46,6 +46,8 @@ func (s *Spool) AppendMark(payload []byte, entries int, ts int64) (Mark, error) 
 // already deleted (MaxBytes) are skipped. Releasing an already released
 // Mark does nothing.
 func (s *Spool) Release(m Mark) error {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
 	s.mu.Lock()
 	err := s.releaseLocked(m)
 	errs := s.takeErrs()
@@ -103,4 +105,63 @@ func (s *Spool) releaseLocked(m Mark) error {
 		}
 	}
 	return s.settleAcksLocked()
+}
+
+// FrameHeaderSize is the room [PutFrame] needs in front of a payload.
+const FrameHeaderSize = frameHeaderSize
+
+// PutFrame makes frame a complete spool record: frame holds
+// FrameHeaderSize bytes of room followed by the payload, and PutFrame
+// writes the header (length, entry count, timestamp) and the checksum
+// into the room. [Spool.AppendFrameMark] then only copies it: a writer
+// that serializes its own appends under a lock computes the checksum
+// before taking it.
+func PutFrame(frame []byte, entries int, ts int64) error {
+	if len(frame) < frameHeaderSize {
+		return fmt.Errorf("spool: frame of %d bytes has no room for its header", len(frame))
+	}
+	if len(frame)-frameHeaderSize > math.MaxUint32 {
+		return fmt.Errorf("spool: frame payload of %d bytes: %w", len(frame)-frameHeaderSize, ErrTooLarge)
+	}
+	if entries < 0 || uint64(entries) > math.MaxUint32 {
+		return fmt.Errorf("spool: frame: entry count %d out of range", entries)
+	}
+	putFrameHeader(frame, uint32(entries), ts)
+	return nil
+}
+
+// AppendFrameMark is [Spool.AppendMark] for a record framed by [PutFrame].
+// A frame whose header does not match its length (not made by PutFrame,
+// or changed since) is refused.
+func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
+	if len(frame) < frameHeaderSize {
+		return Mark{}, fmt.Errorf("spool: append: frame of %d bytes has no header", len(frame))
+	}
+	h := parseFrameHeader(frame)
+	if int(h.length) != len(frame)-frameHeaderSize {
+		return Mark{}, fmt.Errorf("spool: append: frame header says %d bytes, frame has %d", h.length, len(frame)-frameHeaderSize)
+	}
+	if int64(h.length) > s.o.MaxRecordSize {
+		return Mark{}, fmt.Errorf("spool: append %d bytes (limit %d): %w", h.length, s.o.MaxRecordSize, ErrTooLarge)
+	}
+	entries, ts := int(h.entries), h.ts
+	frameLen := int64(len(frame))
+	s.mu.Lock()
+	err := s.makeTail(frameLen)
+	if err == nil {
+		if s.wmap != nil {
+			err = s.appendMappedFrame(frame, nil, entries, ts, frameLen)
+		} else {
+			err = s.writeFrame(frame, entries, ts)
+		}
+	}
+	var m Mark
+	if err == nil {
+		g := s.wseg
+		m = Mark{Segment: g.num, End: g.size, Records: g.records, Entries: g.entries, SpoolBytes: s.bytes}
+	}
+	errs := s.takeErrs()
+	s.mu.Unlock()
+	s.handle(errs)
+	return m, err
 }

@@ -74,11 +74,7 @@ func (s *Spool) createMapped(num uint64, name string, size int64) (ok bool, err 
 		}
 		return false, fmt.Errorf("create segment %d: %w", num, err)
 	}
-	g := &segment{num: num, size: headerSize, ackOff: headerSize}
-	s.segs = append(s.segs, g)
-	s.bytes += headerSize
-	s.w, s.wseg, s.wmap = f, g, m
-	s.dirDirty = true
+	s.adoptMapped(num, f, m)
 	return true, nil
 }
 
@@ -135,7 +131,7 @@ func (s *Spool) unmapWriter() error {
 	if s.wmap == nil {
 		return nil
 	}
-	err := unmapSegment(s.wmap)
+	err := s.releaseMapping(s.wmap)
 	s.wmap = nil
 	if terr := s.w.Truncate(s.wseg.size); terr != nil {
 		err = errors.Join(err, terr)
@@ -147,7 +143,7 @@ func (s *Spool) unmapWriter() error {
 // killed process would leave it. Callers hold s.mu.
 func (s *Spool) dropMapping() {
 	if s.wmap != nil {
-		unmapSegment(s.wmap)
+		s.releaseMapping(s.wmap)
 		s.wmap = nil
 	}
 }

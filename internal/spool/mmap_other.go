@@ -11,3 +11,5 @@ const mmapSupported = false
 func mapSegment(File, int64) ([]byte, error) { return nil, errNoPrealloc }
 
 func unmapSegment([]byte) error { return nil }
+
+func populate([]byte) {}

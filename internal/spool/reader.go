@@ -170,6 +170,8 @@ func (s *Spool) readPos() Pos {
 // SyncNever). When that write fails, Ack returns the error; the records
 // stay acknowledged in this process but a restart would send them again.
 func (s *Spool) Ack(pos Pos) error {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
 	s.mu.Lock()
 	err := s.ackLocked(pos)
 	errs := s.takeErrs()
@@ -232,7 +234,8 @@ func (s *Spool) setAckTS(g *segment) {
 	}
 }
 
-// writeCursor replaces the cursor file atomically. Callers hold s.mu.
+// writeCursor replaces the cursor file atomically. Callers hold s.ackMu;
+// it uses no state s.mu guards.
 func (s *Spool) writeCursor(seg uint64, off int64) error {
 	var b [cursorSize]byte
 	putCursor(b[:], seg, off)
@@ -296,7 +299,8 @@ func (s *Spool) Rewind() error {
 
 // settleAcksLocked writes the cursor for the oldest remaining segment and
 // deletes the segments whose records are all acknowledged. Callers hold
-// s.mu.
+// s.ackMu and s.mu; s.mu is released while the cursor file is written and
+// synced, so that Append never waits for that disk work.
 func (s *Spool) settleAcksLocked() error {
 	// Segments completed by this Ack are deleted after the cursor is
 	// written, so a crash in between leaves them to the cursor (deleted at
@@ -314,12 +318,26 @@ func (s *Spool) settleAcksLocked() error {
 		g := s.segs[done]
 		s.setAckTS(g)
 		if s.cursorSeg != g.num || s.cursorOff != g.ackOff {
-			if err = s.writeCursor(g.num, g.ackOff); err != nil {
+			num, off := g.num, g.ackOff
+			s.mu.Unlock()
+			err = s.writeCursor(num, off)
+			s.mu.Lock()
+			if err != nil {
 				s.st.CleanupErrors++
 				err = fmt.Errorf("spool: ack: %w", err)
 			} else {
-				s.cursorSeg, s.cursorOff = g.num, g.ackOff
+				s.cursorSeg, s.cursorOff = num, off
 			}
+			if s.closed {
+				return err // Open deletes the segments before the cursor
+			}
+			// Acks are serialized (s.ackMu) and appends only add newer
+			// segments, so every segment numbered below the cursor's was
+			// complete above, unless MaxBytes dropped it since.
+			for len(s.segs) > 0 && s.segs[0].num < num {
+				s.deleteOldest()
+			}
+			return err
 		}
 	}
 	// Without acknowledged records in the first remaining segment, no

@@ -279,6 +279,10 @@ type Spool struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// ackMu serializes Ack and Release, which write the cursor without
+	// holding mu. It is taken before mu.
+	ackMu sync.Mutex
+
 	mu     sync.Mutex
 	closed bool
 	segs   []*segment // oldest first
@@ -308,6 +312,8 @@ type Spool struct {
 	pendingR, pendingE int64 // unacknowledged records on disk
 	cursorSeg          uint64
 	cursorOff          int64 // last cursor written (0: none)
+
+	pr *preparer // prepares mapped segments ahead; nil: none
 
 	st   Stats   // counters; the state fields are filled by Stats
 	errs []error // for the ErrorHandler, delivered after unlocking
@@ -341,6 +347,9 @@ func Open(opts Options) (*Spool, error) {
 		s.stop = make(chan struct{})
 		s.done = make(chan struct{})
 		go s.syncLoop()
+	}
+	if s.usePreparer() {
+		s.startPreparer()
 	}
 	return s, nil
 }
@@ -429,6 +438,8 @@ func (s *Spool) oldestTS() int64 {
 // directory lock. Unacknowledged records stay on disk for the next Open.
 // Close is idempotent; other methods return ErrClosed after it.
 func (s *Spool) Close() error {
+	s.ackMu.Lock() // a cursor being written is finished first
+	defer s.ackMu.Unlock()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -440,6 +451,7 @@ func (s *Spool) Close() error {
 		close(s.stop)
 		<-s.done // wait outside the lock: the loop takes it
 	}
+	s.stopPreparer()
 	s.mu.Lock()
 	var errs []error
 	if s.wmap != nil {

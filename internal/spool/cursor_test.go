@@ -1,0 +1,77 @@
+package spool
+
+import (
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// slowCursorFS holds every cursor write until released.
+type slowCursorFS struct {
+	OSFS
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (f *slowCursorFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	if strings.HasSuffix(name, cursorName+tmpSuffix) {
+		f.entered <- struct{}{}
+		<-f.release
+	}
+	return f.OSFS.OpenFile(name, flag, perm)
+}
+
+// TestAppendDuringCursorWrite checks that Append, Stats and Next do not
+// wait for an acknowledgement's cursor write (a file write, fsync and
+// rename on a slow disk), and that the acknowledgement completes after.
+func TestAppendDuringCursorWrite(t *testing.T) {
+	fsys := &slowCursorFS{entered: make(chan struct{}), release: make(chan struct{})}
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir, FS: fsys, SegmentSize: 1000})
+	var once sync.Once
+	release := func() { once.Do(func() { close(fsys.release) }) }
+	t.Cleanup(release) // before Close, when the test fails early
+	appendN(t, s, 0, 10, 80)
+	r0, err := s.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan error, 1)
+	go func() { acked <- s.Ack(r0.Pos) }()
+	<-fsys.entered // the Ack is writing the cursor
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		appendN(t, s, 10, 20, 80) // rolls segments too
+		if st := s.Stats(); st.Records != 29 {
+			t.Errorf("Stats.Records = %d during the cursor write, want 29", st.Records)
+		}
+		if _, err := s.Next(); err != nil {
+			t.Errorf("Next: %v", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Append waited for the cursor write")
+	}
+	release()
+	if err := <-acked; err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	s.Rewind()
+	if got := ids(t, drain(t, s)); !equalInts(got, seq(1, 30)) {
+		t.Fatalf("read back %v", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The cursor written survives: a new Open starts after record 0.
+	s2 := openT(t, Options{Dir: dir, SegmentSize: 1000})
+	if got := ids(t, drain(t, s2)); !equalInts(got, seq(1, 30)) {
+		t.Fatalf("after reopening: %v", got)
+	}
+}

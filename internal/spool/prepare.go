@@ -1,0 +1,231 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// prepName is the file of a segment prepared ahead of time. It ends in
+// tmpSuffix: Open removes one left by a crash, since it never held a
+// record.
+const prepName = "next" + tmpSuffix
+
+// The mmap writer's costly steps are done ahead of time, off the lock
+// that Append holds, by one goroutine (the preparer):
+//
+//   - the next segment's file is created, preallocated (fallocate), mapped
+//     and its pages faulted in writable (MADV_POPULATE_WRITE), so that
+//     writes through the fresh mapping take no page fault;
+//   - the mappings of rolled segments are unmapped.
+//
+// A roll then only renames the prepared file to the next segment's name
+// and writes the header. The prepared file is at most one segment of disk
+// beyond MaxBytes, like the writer's own preallocated tail. When nothing is
+// prepared (the first segment, a roll faster than the preparer, a disk
+// error), Append creates the segment itself as before.
+type preparer struct {
+	wake chan struct{} // buffered: a request to look for work
+	stop chan struct{}
+	done chan struct{}
+
+	// Guarded by Spool.mu.
+	ready  *prepared
+	retire [][]byte // mappings to unmap
+	failed bool     // the last preparation failed: wait for the next roll
+}
+
+type prepared struct {
+	f File
+	m []byte
+}
+
+// usePreparer says whether segments are prepared ahead: with the mmap
+// writer on the OS filesystem. (Tests that inject disk faults keep every
+// step on the append path, where the faults are expected.)
+func (s *Spool) usePreparer() bool {
+	if !s.useMmap() {
+		return false
+	}
+	switch s.fs.(type) {
+	case OSFS, *OSFS:
+		return true
+	}
+	return false
+}
+
+// startPreparer starts the preparer goroutine. Open calls it. The first
+// segment is prepared once a writer segment is mapped: a spool that is
+// only read creates no file.
+func (s *Spool) startPreparer() {
+	s.pr = &preparer{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go s.prepareLoop()
+}
+
+// kickPreparer asks the preparer to look for work. Callers may hold s.mu.
+func (s *Spool) kickPreparer() {
+	if s.pr == nil {
+		return
+	}
+	select {
+	case s.pr.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stopPreparer stops the goroutine and releases what it holds. Close
+// calls it without s.mu, after setting s.closed.
+func (s *Spool) stopPreparer() {
+	if s.pr == nil {
+		return
+	}
+	close(s.pr.stop)
+	<-s.pr.done
+}
+
+// releaseMapping ends a mapping that is no longer written to: by the
+// preparer when it runs, else now. Callers hold s.mu.
+func (s *Spool) releaseMapping(m []byte) error {
+	if s.pr != nil && !s.closed {
+		s.pr.retire = append(s.pr.retire, m)
+		s.kickPreparer()
+		return nil
+	}
+	return unmapSegment(m)
+}
+
+func (s *Spool) prepareLoop() {
+	defer close(s.pr.done)
+	for {
+		select {
+		case <-s.pr.stop:
+			s.mu.Lock()
+			retire, p := s.pr.retire, s.pr.ready
+			s.pr.retire, s.pr.ready = nil, nil
+			s.mu.Unlock()
+			for _, m := range retire {
+				unmapSegment(m)
+			}
+			if p != nil {
+				s.discardPrepared(p)
+			}
+			return
+		case <-s.pr.wake:
+		}
+		s.mu.Lock()
+		retire := s.pr.retire
+		s.pr.retire = nil
+		need := !s.closed && s.pr.ready == nil && !s.pr.failed && s.useMmap()
+		s.mu.Unlock()
+		for _, m := range retire {
+			if err := unmapSegment(m); err != nil {
+				s.mu.Lock()
+				s.cleanupError(fmt.Errorf("spool: unmap rolled segment: %w", err))
+				errs := s.takeErrs()
+				s.mu.Unlock()
+				s.handle(errs)
+			}
+		}
+		if !need {
+			continue
+		}
+		p, err := s.prepare()
+		s.mu.Lock()
+		if err != nil || s.closed {
+			// A disk error here is not reported: the append path creates
+			// the segment itself and reports what it meets.
+			s.pr.failed = err != nil
+			s.mu.Unlock()
+			if p != nil {
+				s.discardPrepared(p)
+			}
+			continue
+		}
+		s.pr.ready = p
+		s.mu.Unlock()
+	}
+}
+
+// prepare creates, preallocates, maps and faults in the next segment's
+// file under prepName. It runs without s.mu.
+func (s *Spool) prepare() (*prepared, error) {
+	name := s.path(prepName)
+	if err := s.fs.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	f, err := s.fs.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	m, err := mapSegment(f, s.o.SegmentSize)
+	if err != nil {
+		f.Close()
+		s.fs.Remove(name)
+		return nil, err
+	}
+	populate(m)
+	return &prepared{f: f, m: m}, nil
+}
+
+// discardPrepared removes a prepared segment that will not be used.
+func (s *Spool) discardPrepared(p *prepared) {
+	unmapSegment(p.m)
+	p.f.Close()
+	s.fs.Remove(s.path(prepName)) // else the next Open removes it
+}
+
+// takePrepared makes the prepared segment, if there is one big enough for
+// a first frame of frameLen bytes, the writer's new segment. It returns
+// false when there is none or it could not be used; the caller then
+// creates a segment. Callers hold s.mu.
+func (s *Spool) takePrepared(frameLen int64) bool {
+	if s.pr == nil {
+		return false
+	}
+	s.pr.failed = false
+	p := s.pr.ready
+	if p == nil || headerSize+frameLen > int64(len(p.m)) {
+		return false
+	}
+	s.pr.ready = nil
+	num := s.next
+	s.next++ // never reuse a number, even after a failure
+	name := s.path(segmentName(num))
+	err := s.fs.Rename(s.path(prepName), name)
+	if err == nil {
+		err = writeMapped(p.m[:headerSize], func(b []byte) { putHeader(b, num, time.Now().UnixNano()) })
+		if err == nil && s.o.Sync == SyncBatch {
+			if err = p.f.Sync(); err == nil {
+				err = s.fs.SyncDir(s.o.Dir)
+			}
+		}
+		if err != nil {
+			// A zero or torn header in the newest segment: Open removes it
+			// if this removal fails too.
+			if rerr := s.fs.Remove(name); rerr != nil {
+				s.cleanupError(fmt.Errorf("spool: remove failed segment %d: %w", num, rerr))
+			}
+		}
+	}
+	if err != nil {
+		s.releaseMapping(p.m)
+		p.f.Close()
+		s.fs.Remove(s.path(prepName))
+		s.kickPreparer() // a new one for the next roll
+		return false
+	}
+	s.adoptMapped(num, p.f, p.m)
+	return true
+}
+
+// adoptMapped makes a new mapped segment, its header written, the
+// writer's. Callers hold s.mu.
+func (s *Spool) adoptMapped(num uint64, f File, m []byte) {
+	g := &segment{num: num, size: headerSize, ackOff: headerSize}
+	s.segs = append(s.segs, g)
+	s.bytes += headerSize
+	s.w, s.wseg, s.wmap = f, g, m
+	s.dirDirty = true
+	s.kickPreparer() // prepare the next one
+}

@@ -1,0 +1,119 @@
+//go:build linux
+
+package spool
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// waitPrepared waits until the preparer has a segment ready.
+func waitPrepared(t *testing.T, s *Spool) *prepared {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		p := s.pr.ready
+		s.mu.Unlock()
+		if p != nil {
+			return p
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("no segment prepared after 10 s")
+	return nil
+}
+
+// TestPreparedSegmentUsed checks that a roll takes the segment prepared
+// ahead (its mapping becomes the writer's, under the next number), that
+// the records written across prepared segments read back in order, and
+// that Close leaves no prepared file behind.
+func TestPreparedSegmentUsed(t *testing.T) {
+	dir := t.TempDir()
+	const segSize = 1000
+	s := openT(t, Options{Dir: dir, SegmentSize: segSize, Sync: SyncNever})
+	if s.pr == nil {
+		t.Fatal("no preparer with the mmap writer on the OS filesystem")
+	}
+	appendN(t, s, 0, 9, 80) // frames of 100 bytes: 9 fill segment 1
+	for seg := uint64(2); seg <= 5; seg++ {
+		p := waitPrepared(t, s)
+		if _, err := os.Stat(filepath.Join(dir, prepName)); err != nil {
+			t.Fatalf("prepared file: %v", err)
+		}
+		from := int(seg-1) * 9
+		appendN(t, s, from, 9, 80) // rolls into the next segment
+		s.mu.Lock()
+		num, m := s.wseg.num, s.wmap
+		s.mu.Unlock()
+		if num != seg || unsafe.SliceData(m) != unsafe.SliceData(p.m) {
+			t.Fatalf("writer on segment %d (prepared mapping: %v), want segment %d from the prepared file",
+				num, unsafe.SliceData(m) == unsafe.SliceData(p.m), seg)
+		}
+	}
+	if got := ids(t, drain(t, s)); !equalInts(got, seq(0, 45)) {
+		t.Fatalf("read back %v", got)
+	}
+	waitPrepared(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, prepName)); !os.IsNotExist(err) {
+		t.Fatalf("prepared file after Close: %v", err)
+	}
+	sizes := segFileSizes(t, dir)
+	if len(sizes) != 5 {
+		t.Fatalf("segment files %v, want 5", sizes)
+	}
+}
+
+// TestPreparedSegmentCrash checks that a prepared file left by a crash is
+// removed by Open and loses nothing.
+func TestPreparedSegmentCrash(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir, SegmentSize: 1000, Sync: SyncNever})
+	appendN(t, s, 0, 20, 80)
+	waitPrepared(t, s)
+	crash(s)
+	if _, err := os.Stat(filepath.Join(dir, prepName)); err != nil {
+		t.Fatalf("prepared file after the crash: %v", err)
+	}
+	s2 := openT(t, Options{Dir: dir, SegmentSize: 1000, Sync: SyncNever})
+	if st := s2.Stats(); st.CorruptSegments != 0 || st.RecoveredRecords != 20 {
+		t.Fatalf("after the crash: %+v", st)
+	}
+	if got := ids(t, drain(t, s2)); !equalInts(got, seq(0, 20)) {
+		t.Fatalf("read back %v", got)
+	}
+	// The prepared file was removed before a new one could be made, and the
+	// new spool writes on.
+	appendN(t, s2, 20, 20, 80)
+	if got := ids(t, drain(t, s2)); !equalInts(got, seq(20, 40)) {
+		t.Fatalf("read back %v", got)
+	}
+}
+
+// TestPreparedTooSmall checks a frame larger than a prepared segment: the
+// append path creates a segment that fits, and the prepared one is kept
+// for the next roll.
+func TestPreparedTooSmall(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir, SegmentSize: 1000, Sync: SyncNever})
+	appendN(t, s, 0, 9, 80)
+	p := waitPrepared(t, s)
+	appendN(t, s, 9, 1, 5000) // rolls; does not fit the prepared 1000 bytes
+	s.mu.Lock()
+	kept := s.pr.ready == p
+	size := len(s.wmap)
+	s.mu.Unlock()
+	if !kept || size < 5000 {
+		t.Fatalf("prepared kept: %v, writer mapping %d bytes", kept, size)
+	}
+	appendN(t, s, 10, 9, 80)
+	if got := ids(t, drain(t, s)); !equalInts(got, seq(0, 19)) {
+		t.Fatalf("read back %v", got)
+	}
+}
