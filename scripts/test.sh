@@ -12,7 +12,8 @@
 #   5. go test -race -count=1 ./... with LOKISLOG_VICTORIALOGS_URL exported,
 #      then check VictoriaLogs is still alive (it must not have crashed)
 #   6. fuzz every Fuzz target briefly, one at a time       (skipped by --quick)
-#   7. run every benchmark once; the bench/ module too     (skipped by --quick)
+#   7. run every benchmark once; the bench/ module too; scripts/spoolmodes.sh
+#      for one round                                       (skipped by --quick)
 # VictoriaLogs is stopped and its data removed on every exit path.
 #
 # Usage: bash scripts/test.sh [--quick]
@@ -291,6 +292,7 @@ else
 	step "fuzz" fuzz_all
 	step "bench" go test -run '^$' -bench . -benchtime 1x ./...
 	step "bench module" bench_module
+	step "spool modes script" bash scripts/spoolmodes.sh 1
 fi
 
 elapsed=$((SECONDS - start_time))
