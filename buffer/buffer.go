@@ -155,6 +155,7 @@ type Buffer struct {
 	sp  *spool.Spool // nil when memory only
 
 	mu       sync.Mutex
+	recycle  recycler              // guarded by mu
 	open     map[string]*openBatch // by tenant; guarded by mu
 	queue    []*sealed             // sealed batches in FIFO order; guarded by mu
 	inflight *sealed               // exported from memory now; guarded by mu
@@ -227,6 +228,12 @@ type openBatch struct {
 	marked bool
 }
 
+// newOpenBatch starts a batch for tenant. Callers hold b.mu.
+func (b *Buffer) newOpenBatch(tenant string) *openBatch {
+	return &openBatch{tenant: tenant, index: b.recycle.index(), created: time.Now(),
+		arena: arena{rec: &b.recycle}, metas: b.recycle.metaSlice()}
+}
+
 type sealed struct {
 	batch   *exporter.Batch
 	size    int
@@ -237,6 +244,12 @@ type sealed struct {
 	// ("always" mode), the last one at mark. Released after delivery.
 	mark   spool.Mark
 	marked bool
+	// recyclable: chunks, metas, index and the entry slices of batch are
+	// the batch's own, to be recycled once it left (see recycler.put).
+	recyclable bool
+	chunks     [][]byte
+	metas      []exporter.LabelPair
+	index      map[string]int
 }
 
 // New starts a Buffer and its goroutines; with SpoolDir it opens (and locks)
@@ -419,7 +432,7 @@ again:
 	ob := b.open[tenant]
 	newBatch := false
 	if ob == nil {
-		ob = &openBatch{tenant: tenant, index: make(map[string]int), created: time.Now()}
+		ob = b.newOpenBatch(tenant)
 		b.open[tenant] = ob
 		newBatch = true // the worker must time its BatchWait
 	}
@@ -467,7 +480,7 @@ again:
 	if ob.n > 0 && ob.size+extra > b.cfg.BatchSize {
 		b.sealLocked(ob)
 		sealedOne = true
-		ob = &openBatch{tenant: tenant, index: make(map[string]int), created: time.Now()}
+		ob = b.newOpenBatch(tenant)
 		b.open[tenant] = ob
 		si, ok = 0, false
 		extra = size + len(labels)
@@ -475,7 +488,7 @@ again:
 	if !ok {
 		si = len(ob.streams)
 		ob.index[labels] = si
-		ob.streams = append(ob.streams, exporter.Stream{Labels: labels})
+		ob.streams = append(ob.streams, exporter.Stream{Labels: labels, Entries: b.recycle.entrySlice()})
 	}
 	e := exporter.Entry{Timestamp: ts, Line: ob.arena.str(line)}
 	if len(meta) > 0 {
@@ -560,13 +573,17 @@ func (b *Buffer) sealLocked(ob *openBatch) {
 		return
 	}
 	b.queue = append(b.queue, &sealed{
-		batch:   &exporter.Batch{Tenant: ob.tenant, Streams: ob.streams},
-		size:    ob.size,
-		n:       ob.n,
-		created: ob.created,
-		onDisk:  ob.marked,
-		mark:    ob.mark,
-		marked:  ob.marked,
+		batch:      &exporter.Batch{Tenant: ob.tenant, Streams: ob.streams},
+		size:       ob.size,
+		n:          ob.n,
+		created:    ob.created,
+		onDisk:     ob.marked,
+		mark:       ob.mark,
+		marked:     ob.marked,
+		recyclable: true,
+		chunks:     ob.arena.chunks,
+		metas:      ob.metas,
+		index:      ob.index,
 	})
 }
 
@@ -904,6 +921,9 @@ func (b *Buffer) run() {
 // the export failed and should be tried again after a pause.
 func (b *Buffer) exportMemory(s *sealed) bool {
 	err := b.exp.Export(b.exportCtx, s.batch)
+	// Recycle s's memory only after a clean export: an error might hold on
+	// to the batch (PartialError.Remaining, or another Exporter's own).
+	reuse := err == nil
 	done, delivered, rejected := b.classify(err, s.batch, s.n)
 	b.exported.Add(uint64(delivered))
 	// Wait for a spill under way: it may be writing s right now.
@@ -919,7 +939,7 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 		if err := b.sp.Release(s.mark); err != nil {
 			b.errs.report(fmt.Errorf("spool release: %w", err))
 		}
-		b.release(s)
+		b.release(s, reuse)
 		b.settle(delivered + rejected)
 		return true
 	}
@@ -929,7 +949,7 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 		b.mu.Lock()
 		b.switchToSpoolLocked()
 		b.mu.Unlock()
-		b.release(s)
+		b.release(s, false)
 		return false
 	}
 	if done {
@@ -946,19 +966,20 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 			b.unreadBytes = 0
 			b.mu.Unlock()
 		}
-		b.release(s)
+		b.release(s, reuse)
 		b.settle(delivered + rejected)
 		return true
 	}
 	if onDisk {
 		// The spool has it: read it back from there.
-		b.release(s)
+		b.release(s, false)
 		return true
 	}
 	if rem := remainingOf(err); rem != nil {
 		b.mu.Lock()
 		s.batch = rem
 		s.n = rem.Len()
+		s.recyclable = false // rem is the exporter's, and the error may live on
 		b.mu.Unlock()
 		b.settle(delivered + rejected)
 	}
@@ -970,7 +991,7 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 			on := s.onDisk
 			b.mu.Unlock()
 			if on {
-				b.release(s)
+				b.release(s, false)
 				return false
 			}
 		}
@@ -985,9 +1006,13 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 	return false
 }
 
-// release forgets the in-flight batch s and frees its memory.
-func (b *Buffer) release(s *sealed) {
+// release forgets the in-flight batch s and frees its memory; with reuse,
+// for the next batches (recycler).
+func (b *Buffer) release(s *sealed, reuse bool) {
 	b.mu.Lock()
+	if reuse {
+		b.recycle.put(s)
+	}
 	if b.inflight == s {
 		b.inflight = nil
 	}
@@ -1087,6 +1112,9 @@ func isClosed(ch chan struct{}) bool {
 // allocation of its own. A chunk lives as long as any string in it.
 type arena struct {
 	cur []byte
+	// With rec, chunks come from and are kept for the recycler.
+	rec    *recycler
+	chunks [][]byte
 }
 
 const chunkSize = 64 << 10
@@ -1101,7 +1129,12 @@ func (a *arena) str(p []byte) string {
 		return unsafe.String(&c[0], len(c))
 	}
 	if cap(a.cur)-len(a.cur) < len(p) {
-		a.cur = make([]byte, 0, chunkSize)
+		if a.rec != nil {
+			a.cur = a.rec.chunk()
+			a.chunks = append(a.chunks, a.cur)
+		} else {
+			a.cur = make([]byte, 0, chunkSize)
+		}
 	}
 	start := len(a.cur)
 	a.cur = append(a.cur, p...)

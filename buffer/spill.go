@@ -110,6 +110,7 @@ func (b *Buffer) spill(final bool) error {
 			}
 			b.bytes -= it.size
 			b.entries -= it.n
+			b.recycle.put(it) // encoded and written: nothing refers to it
 		}
 		b.mu.Unlock()
 	}

@@ -286,12 +286,14 @@ func (s *Spool) drop() {
 	g := s.segs[0]
 	s.st.DroppedFullRecords += uint64(g.records - g.readR)
 	s.st.DroppedFullEntries += uint64(g.entries - g.readE)
-	s.deleteOldest()
+	s.deleteOldest(false)
 }
 
-// deleteOldest removes segs[0] from the state and the disk. Callers hold
-// s.mu.
-func (s *Spool) deleteOldest() {
+// deleteOldest removes segs[0] from the state and the disk. With later,
+// the file is only queued (s.toRemove) for the caller to remove once it
+// released s.mu: unlinking a large file can take milliseconds, which
+// appends should not wait for. Callers hold s.mu.
+func (s *Spool) deleteOldest(later bool) {
 	g := s.segs[0]
 	s.segs[0] = nil
 	s.segs = s.segs[1:]
@@ -323,11 +325,45 @@ func (s *Spool) deleteOldest() {
 			break
 		}
 	}
-	if err := s.fs.Remove(s.path(segmentName(g.num))); err != nil && !errors.Is(err, os.ErrNotExist) {
-		// The file comes back at the next Open: duplicates, not loss.
-		s.cleanupError(fmt.Errorf("spool: remove segment %d: %w", g.num, err))
+	if later {
+		s.toRemove = append(s.toRemove, g.num)
+	} else {
+		s.removeSegment(g.num)
 	}
 	if s.o.Sync != SyncNever {
 		s.dirDirty = true
+	}
+}
+
+// removeSegment deletes a segment's file. A file that cannot be removed
+// comes back at the next Open: duplicates, not loss (an acknowledged
+// segment is below the cursor and deleted by Open).
+func (s *Spool) removeSegment(num uint64) {
+	if err := s.fs.Remove(s.path(segmentName(num))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.cleanupError(fmt.Errorf("spool: remove segment %d: %w", num, err))
+	}
+}
+
+// removeQueued deletes the files deleteOldest queued. Callers hold
+// s.ackMu, not s.mu.
+func (s *Spool) removeQueued() {
+	s.mu.Lock()
+	nums := s.toRemove
+	s.toRemove = nil
+	s.mu.Unlock()
+	if len(nums) == 0 {
+		return
+	}
+	var errs []error
+	for _, num := range nums {
+		if err := s.fs.Remove(s.path(segmentName(num))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("spool: remove segment %d: %w", num, err))
+		}
+	}
+	if len(errs) > 0 {
+		s.mu.Lock()
+		s.st.CleanupErrors += uint64(len(errs))
+		s.mu.Unlock()
+		s.handle(errs)
 	}
 }

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -73,5 +74,60 @@ func TestAppendDuringCursorWrite(t *testing.T) {
 	s2 := openT(t, Options{Dir: dir, SegmentSize: 1000})
 	if got := ids(t, drain(t, s2)); !equalInts(got, seq(1, 30)) {
 		t.Fatalf("after reopening: %v", got)
+	}
+}
+
+// slowRemoveFS holds the removal of segment files until released.
+type slowRemoveFS struct {
+	OSFS
+	entered chan string
+	release chan struct{}
+}
+
+func (f *slowRemoveFS) Remove(name string) error {
+	if strings.HasSuffix(name, segmentSuffix) {
+		f.entered <- name
+		<-f.release
+	}
+	return f.OSFS.Remove(name)
+}
+
+// TestAppendDuringSegmentRemoval checks that Append does not wait while an
+// acknowledgement removes the segments it completed.
+func TestAppendDuringSegmentRemoval(t *testing.T) {
+	fsys := &slowRemoveFS{entered: make(chan string, 16), release: make(chan struct{})}
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir, FS: fsys, SegmentSize: 1000, Sync: SyncNever})
+	var once sync.Once
+	release := func() { once.Do(func() { close(fsys.release) }) }
+	t.Cleanup(release)
+	appendN(t, s, 0, 20, 80) // segments 1 and 2 full, 3 partly
+	recs := drain(t, s)
+	acked := make(chan error, 1)
+	go func() { acked <- s.Ack(recs[len(recs)-1].Pos) }()
+	if name := <-fsys.entered; !strings.HasSuffix(name, segmentName(1)) {
+		t.Fatalf("removing %s first, want segment 1", name)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		appendN(t, s, 20, 20, 80)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Append waited for a segment removal")
+	}
+	release()
+	if err := <-acked; err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	for _, name := range []string{segmentName(1), segmentName(2)} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s after the Ack returned: %v", name, err)
+		}
+	}
+	if got := ids(t, drain(t, s)); !equalInts(got, seq(20, 40)) {
+		t.Fatalf("read back %v", got)
 	}
 }

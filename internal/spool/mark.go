@@ -48,6 +48,7 @@ func (s *Spool) AppendMark(payload []byte, entries int, ts int64) (Mark, error) 
 func (s *Spool) Release(m Mark) error {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
+	defer s.removeQueued()
 	s.mu.Lock()
 	err := s.releaseLocked(m)
 	errs := s.takeErrs()

@@ -172,6 +172,7 @@ func (s *Spool) readPos() Pos {
 func (s *Spool) Ack(pos Pos) error {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
+	defer s.removeQueued()
 	s.mu.Lock()
 	err := s.ackLocked(pos)
 	errs := s.takeErrs()
@@ -335,7 +336,7 @@ func (s *Spool) settleAcksLocked() error {
 			// segments, so every segment numbered below the cursor's was
 			// complete above, unless MaxBytes dropped it since.
 			for len(s.segs) > 0 && s.segs[0].num < num {
-				s.deleteOldest()
+				s.deleteOldest(true)
 			}
 			return err
 		}
@@ -344,7 +345,7 @@ func (s *Spool) settleAcksLocked() error {
 	// cursor is needed: an older one names a deleted segment and Open
 	// ignores it.
 	for range done {
-		s.deleteOldest()
+		s.deleteOldest(true)
 	}
 	return err
 }

@@ -315,6 +315,8 @@ type Spool struct {
 
 	pr *preparer // prepares mapped segments ahead; nil: none
 
+	toRemove []uint64 // segments deleted by an acknowledgement, files not yet removed
+
 	st   Stats   // counters; the state fields are filled by Stats
 	errs []error // for the ErrorHandler, delivered after unlocking
 }

@@ -1,0 +1,57 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/lokislog/lokislog/exporter"
+)
+
+// down is an Exporter for a Loki that is down: every push fails.
+type down struct{}
+
+func (down) Export(context.Context, *exporter.Batch) error { return errors.New("down") }
+func (down) Shutdown(context.Context) error                { return nil }
+
+// BenchmarkSpillDown measures the spill path while Loki is down: Add from
+// parallel goroutines, batches written to the spool by the spiller. MB/s
+// is line bytes added per second, up to the Shutdown that writes what
+// memory still holds.
+func BenchmarkSpillDown(b *testing.B) {
+	for _, mode := range []string{SpoolSpill, SpoolAlways} {
+		b.Run(mode, func(b *testing.B) {
+			buf, err := New(Config{Exporter: down{}, SpoolDir: b.TempDir(), SpoolMode: mode, ErrorHandler: func(error) {}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			const base = `level=INFO msg="request handled" service=checkout env=prod method=GET path=/api/v1/users/42 status=200 duration=1.234567ms request_id=`
+			b.SetBytes(int64(len(base) + 26 + len(" user_id=42")))
+			var seq atomic.Uint64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				line := make([]byte, 0, 256)
+				for pb.Next() {
+					line = strconv.AppendUint(append(line[:0], base...), seq.Add(1)+1e18, 10)
+					line = append(line, " user_id=42"...)
+					if err := buf.Add("", `{service_name="bench"}`, 1, line, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 0)
+			defer cancel()
+			buf.Shutdown(ctx)
+			b.StopTimer()
+			// Past MaxSpoolBytes (256 MiB) the spool drops its oldest
+			// records: shown, not an error.
+			var drops uint64
+			for _, n := range buf.Stats().Dropped {
+				drops += n
+			}
+			b.ReportMetric(float64(drops)/float64(b.N), "drops/op")
+		})
+	}
+}
