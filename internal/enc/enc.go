@@ -10,11 +10,13 @@
 package enc
 
 import (
+	"encoding/binary"
 	"math"
 	"strconv"
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -45,7 +47,16 @@ func NeedsQuoting(s string) bool {
 	if len(s) == 0 {
 		return true
 	}
-	for i := 0; i < len(s); {
+	i := 0
+	// Eight ASCII bytes at a time: stop at the first word with a byte
+	// that is not bare, or not ASCII, and look at it byte by byte.
+	for ; i+8 <= len(s); i += 8 {
+		x := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+		if x&hi8 != 0 || hasLess(x, 0x21) || hasZero(x^(lo8*'=')) || hasZero(x^(lo8*'"')) {
+			break
+		}
+	}
+	for i < len(s) {
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if !bare[b] {
@@ -62,6 +73,18 @@ func NeedsQuoting(s string) bool {
 	}
 	return false
 }
+
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// hasLess reports whether a word of ASCII bytes (high bits clear) has a
+// byte below n (n ≤ 128).
+func hasLess(x, n uint64) bool { return (x-lo8*n)&^x&hi8 != 0 }
+
+// hasZero reports whether a word of ASCII bytes has a zero byte.
+func hasZero(x uint64) bool { return hasLess(x, 1) }
 
 // AppendEscaped appends s escaped for the inside of a JSON string (no
 // surrounding quotes). Control characters become \n, \r, \t or \u00XX,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -157,4 +158,78 @@ func FuzzTruncateUTF8(f *testing.F) {
 			t.Fatalf("TruncateUTF8(%q, %d) = %q: invalid or too short", s, max, got)
 		}
 	})
+}
+
+// needsQuotingRef is NeedsQuoting byte by byte, the definition the
+// word-at-a-time version must match.
+func needsQuotingRef(s string) bool {
+	if len(s) == 0 {
+		return true
+	}
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if !bare[b] {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
+}
+
+func TestNeedsQuotingWords(t *testing.T) {
+	// Every byte value at every position of strings of 1 to 20 bytes.
+	base := "abcdefghijklmnopqrst"
+	for n := 1; n <= len(base); n++ {
+		for pos := range n {
+			for c := range 256 {
+				s := base[:pos] + string([]byte{byte(c)}) + base[pos+1:n]
+				if got, want := NeedsQuoting(s), needsQuotingRef(s); got != want {
+					t.Fatalf("NeedsQuoting(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+}
+
+func FuzzNeedsQuoting(f *testing.F) {
+	for _, s := range []string{"", "0123456789abcdef", "01234567=9abcdef", "0123456789abcdé", "request_id_01J9Z3YVQ8K4T6M2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := NeedsQuoting(s), needsQuotingRef(s); got != want {
+			t.Fatalf("NeedsQuoting(%q) = %v, want %v", s, got, want)
+		}
+	})
+}
+
+// BenchmarkNeedsQuoting compares NeedsQuoting with the byte-by-byte
+// definition on the workload's values.
+func BenchmarkNeedsQuoting(b *testing.B) {
+	vals := []string{"request handled", "GET", "/api/v1/users/42", "01J9Z3YVQ8K4T6M2N5P7R9S1U3", "1.234567ms", "checkout", "user_id", "request_id"}
+	for _, f := range []struct {
+		name string
+		fn   func(string) bool
+	}{{"words", NeedsQuoting}, {"bytes", needsQuotingRef}} {
+		b.Run(f.name, func(b *testing.B) {
+			n := 0
+			for b.Loop() {
+				for _, v := range vals {
+					if f.fn(v) {
+						n++
+					}
+				}
+			}
+			if n != b.N {
+				b.Fatalf("%d of %d quoted, want 1 per round", n, b.N)
+			}
+		})
+	}
 }
