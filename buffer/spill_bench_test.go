@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lokislog/lokislog/exporter"
 )
@@ -30,13 +31,14 @@ func BenchmarkSpillDown(b *testing.B) {
 			const base = `level=INFO msg="request handled" service=checkout env=prod method=GET path=/api/v1/users/42 status=200 duration=1.234567ms request_id=`
 			b.SetBytes(int64(len(base) + 26 + len(" user_id=42")))
 			var seq atomic.Uint64
+			ts := time.Now().UnixNano()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				line := make([]byte, 0, 256)
 				for pb.Next() {
 					line = strconv.AppendUint(append(line[:0], base...), seq.Add(1)+1e18, 10)
 					line = append(line, " user_id=42"...)
-					if err := buf.Add("", `{service_name="bench"}`, 1, line, nil); err != nil {
+					if err := buf.Add("", `{service_name="bench"}`, ts, line, nil); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -52,6 +54,9 @@ func BenchmarkSpillDown(b *testing.B) {
 				drops += n
 			}
 			b.ReportMetric(float64(drops)/float64(b.N), "drops/op")
+			if drops > 0 {
+				b.Logf("dropped: %v", buf.Stats().Dropped)
+			}
 		})
 	}
 }
