@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -369,7 +370,7 @@ func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []export
 		enc = encodeOne(tenant, labels, ts, line, meta)
 		defer putEnc(enc)
 	}
-	b.mu.Lock()
+	b.lockAdd()
 again:
 	if b.closed {
 		b.mu.Unlock()
@@ -521,6 +522,26 @@ again:
 		b.signalSpill()
 	}
 	return nil
+}
+
+// lockAdd takes b.mu for Add. Add's critical section is short (a copy and
+// an append), but sync.Mutex parks a goroutine in the kernel as soon as
+// other goroutines are runnable, which is the normal state when more
+// goroutines log than there are CPUs: every handoff then costs a futex wait
+// and wake-up, and the CPUs go idle meanwhile. Yielding to the scheduler a
+// few times first lets the holder finish; the blocking Lock remains the
+// fallback, so a long hold never spins.
+func (b *Buffer) lockAdd() {
+	if b.mu.TryLock() {
+		return
+	}
+	for range 4 {
+		runtime.Gosched()
+		if b.mu.TryLock() {
+			return
+		}
+	}
+	b.mu.Lock()
 }
 
 // encPool holds encoding buffers of "always" mode records.
