@@ -151,6 +151,9 @@ func (s *Spool) appendMappedFrame(frame, payload []byte, entries int, ts int64, 
 		}
 	}
 	s.appended(g, frameLen, entries, ts)
+	if s.pr != nil && g.size >= s.pr.nextWin {
+		s.moveWindow()
+	}
 	return nil
 }
 

@@ -84,3 +84,9 @@ const madvPopulateWrite = 23
 // to it would, without writing: later writes take no page fault. Older
 // kernels refuse the advice (EINVAL); the writes then fault as before.
 func populate(m []byte) { _ = syscall.Madvise(m, madvPopulateWrite) }
+
+// release unmaps the pages of a range of a shared file mapping that the
+// writer has passed (MADV_DONTNEED): dirty pages keep their data in the
+// page cache and reach the file as usual; the process's RSS no longer
+// counts them.
+func release(m []byte) { _ = syscall.Madvise(m, syscall.MADV_DONTNEED) }

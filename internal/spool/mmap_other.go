@@ -13,3 +13,5 @@ func mapSegment(File, int64) ([]byte, error) { return nil, errNoPrealloc }
 func unmapSegment([]byte) error { return nil }
 
 func populate([]byte) {}
+
+func release([]byte) {}

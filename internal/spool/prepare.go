@@ -34,6 +34,28 @@ type preparer struct {
 	ready  *prepared
 	retire [][]byte // mappings to unmap
 	failed bool     // the last preparation failed: wait for the next roll
+	advise []advice // window moves of the writer's mapping, oldest first
+	// nextWin is the offset in the writer's mapping whose crossing moves
+	// the resident window (see moveWindow).
+	nextWin int64
+}
+
+// The writer's mapping is kept resident by windows: the preparer faults
+// in lead windows ahead of the writer (far enough that the writer does not
+// catch up with it on a busy machine) and releases the window behind, so
+// about lead+1 windows of a segment count in the process's RSS instead of
+// all of it.
+const (
+	window = 1 << 20
+	lead   = 3
+)
+
+// advice is a range of a mapping to fault in (populate) or to unmap the
+// pages of (release: MADV_DONTNEED; the written data stays in the page
+// cache and the file).
+type advice struct {
+	m        []byte
+	populate bool
 }
 
 type prepared struct {
@@ -114,10 +136,19 @@ func (s *Spool) prepareLoop() {
 		case <-s.pr.wake:
 		}
 		s.mu.Lock()
-		retire := s.pr.retire
-		s.pr.retire = nil
+		retire, adv := s.pr.retire, s.pr.advise
+		s.pr.retire, s.pr.advise = nil, nil
 		need := !s.closed && s.pr.ready == nil && !s.pr.failed && s.useMmap()
 		s.mu.Unlock()
+		// Advice first: its mappings may be among those retired below, and
+		// only this goroutine unmaps them, so they are still mapped.
+		for _, a := range adv {
+			if a.populate {
+				populate(a.m)
+			} else {
+				release(a.m)
+			}
+		}
 		for _, m := range retire {
 			if err := unmapSegment(m); err != nil {
 				s.mu.Lock()
@@ -164,7 +195,7 @@ func (s *Spool) prepare() (*prepared, error) {
 		s.fs.Remove(name)
 		return nil, err
 	}
-	populate(m)
+	populate(m[:min(len(m), lead*window)])
 	return &prepared{f: f, m: m}, nil
 }
 
@@ -227,5 +258,27 @@ func (s *Spool) adoptMapped(num uint64, f File, m []byte) {
 	s.bytes += headerSize
 	s.w, s.wseg, s.wmap = f, g, m
 	s.dirDirty = true
+	if s.pr != nil {
+		s.pr.nextWin = window
+	}
 	s.kickPreparer() // prepare the next one
+}
+
+// moveWindow is called after a write through the mapping ends at or past
+// s.pr.nextWin, a window boundary b: the preparer faults in the window
+// lead windows ahead, [b+(lead-1)×window, b+lead×window), and releases
+// the one the writer just left, [b-window, b). Callers hold s.mu.
+func (s *Spool) moveWindow() {
+	m, end := s.wmap, s.wseg.size
+	for s.pr.nextWin <= end {
+		b := s.pr.nextWin
+		s.pr.nextWin += window
+		if lo, hi := b+(lead-1)*window, min(b+lead*window, int64(len(m))); lo < hi {
+			s.pr.advise = append(s.pr.advise, advice{m: m[lo:hi], populate: true})
+		}
+		if lo := b - window; lo >= 0 {
+			s.pr.advise = append(s.pr.advise, advice{m: m[lo:b]})
+		}
+	}
+	s.kickPreparer()
 }

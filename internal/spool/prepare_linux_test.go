@@ -5,6 +5,8 @@ package spool
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -115,5 +117,65 @@ func TestPreparedTooSmall(t *testing.T) {
 	appendN(t, s, 10, 9, 80)
 	if got := ids(t, drain(t, s)); !equalInts(got, seq(0, 19)) {
 		t.Fatalf("read back %v", got)
+	}
+}
+
+// mappingRss returns the resident size of the mapping that holds m, from
+// /proc/self/smaps.
+func mappingRss(t *testing.T, m []byte) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skipf("cannot read /proc/self/smaps: %v", err)
+	}
+	addr := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(m))))
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if lo, hi, ok := strings.Cut(f[0], "-"); ok && !strings.HasSuffix(f[0], ":") {
+			l, err1 := strconv.ParseUint(lo, 16, 64)
+			h, err2 := strconv.ParseUint(hi, 16, 64)
+			in = err1 == nil && err2 == nil && l <= addr && addr < h
+			continue
+		}
+		if in && f[0] == "Rss:" && len(f) >= 2 {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatalf("mapping at %#x not in /proc/self/smaps", addr)
+	return 0
+}
+
+// TestMappingResidentWindow checks that the writer's mapping keeps only a
+// few windows of pages resident: the ones it passed are released (their
+// data stays in the file), the next ones faulted in ahead.
+func TestMappingResidentWindow(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir, SegmentSize: 8 << 20, Sync: SyncNever})
+	const size = 1000
+	n := 7 << 20 / (size + frameHeaderSize) // 7 MiB of one 8 MiB segment
+	appendN(t, s, 0, n, size)
+	s.mu.Lock()
+	m := s.wmap
+	s.mu.Unlock()
+	if m == nil {
+		t.Fatal("not writing through a mapping")
+	}
+	limit := int64(4 * window)
+	deadline := time.Now().Add(10 * time.Second)
+	rss := mappingRss(t, m)
+	for rss > limit && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // the preparer releases behind the writer
+		rss = mappingRss(t, m)
+	}
+	if rss > limit {
+		t.Fatalf("writer mapping has %d KiB resident after 7 MiB written, want at most %d KiB", rss>>10, limit>>10)
+	}
+	if got := ids(t, drain(t, s)); !equalInts(got, seq(0, n)) {
+		t.Fatalf("read back %d records, want %d in order", len(got), n)
 	}
 }
