@@ -25,43 +25,33 @@ const (
 	minRecycledEntries = 64
 )
 
+// pop takes the last element of *list, or returns the zero value.
+func pop[T any](list *[]T) (v T) {
+	if n := len(*list); n > 0 {
+		v = (*list)[n-1]
+		var zero T
+		(*list)[n-1] = zero
+		*list = (*list)[:n-1]
+	}
+	return v
+}
+
 // chunk returns an empty arena chunk of chunkSize bytes.
 func (r *recycler) chunk() []byte {
-	if n := len(r.chunks); n > 0 {
-		c := r.chunks[n-1]
-		r.chunks[n-1] = nil
-		r.chunks = r.chunks[:n-1]
+	if c := pop(&r.chunks); c != nil {
 		return c[:0]
 	}
 	return make([]byte, 0, chunkSize)
 }
 
-// entrySlice returns an empty slice for a stream's entries.
-func (r *recycler) entrySlice() []exporter.Entry {
-	if n := len(r.entries); n > 0 {
-		e := r.entries[n-1]
-		r.entries[n-1] = nil
-		r.entries = r.entries[:n-1]
-		return e
-	}
-	return nil
-}
+// entrySlice returns an empty slice for a stream's entries (nil when none
+// is kept).
+func (r *recycler) entrySlice() []exporter.Entry { return pop(&r.entries) }
 
-func (r *recycler) metaSlice() []exporter.LabelPair {
-	if n := len(r.metas); n > 0 {
-		m := r.metas[n-1]
-		r.metas[n-1] = nil
-		r.metas = r.metas[:n-1]
-		return m
-	}
-	return nil
-}
+func (r *recycler) metaSlice() []exporter.LabelPair { return pop(&r.metas) }
 
 func (r *recycler) index() map[string]int {
-	if n := len(r.indexes); n > 0 {
-		m := r.indexes[n-1]
-		r.indexes[n-1] = nil
-		r.indexes = r.indexes[:n-1]
+	if m := pop(&r.indexes); m != nil {
 		return m
 	}
 	return make(map[string]int)

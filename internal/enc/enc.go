@@ -56,6 +56,11 @@ func NeedsQuoting(s string) bool {
 			break
 		}
 	}
+	return needsQuotingFrom(s, i)
+}
+
+// needsQuotingFrom is NeedsQuoting's byte-by-byte check of s[i:].
+func needsQuotingFrom(s string, i int) bool {
 	for i < len(s) {
 		b := s[i]
 		if b < utf8.RuneSelf {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -162,27 +161,7 @@ func FuzzTruncateUTF8(f *testing.F) {
 
 // needsQuotingRef is NeedsQuoting byte by byte, the definition the
 // word-at-a-time version must match.
-func needsQuotingRef(s string) bool {
-	if len(s) == 0 {
-		return true
-	}
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if !bare[b] {
-				return true
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
-			return true
-		}
-		i += size
-	}
-	return false
-}
+func needsQuotingRef(s string) bool { return len(s) == 0 || needsQuotingFrom(s, 0) }
 
 func TestNeedsQuotingWords(t *testing.T) {
 	// Every byte value at every position of strings of 1 to 20 bytes.

@@ -26,8 +26,14 @@ func (s *Spool) AppendMark(payload []byte, entries int, ts int64) (Mark, error) 
 	if entries < 0 || uint64(entries) > math.MaxUint32 {
 		return Mark{}, fmt.Errorf("spool: append: entry count %d out of range", entries)
 	}
+	return s.appendMarked(func() error { return s.appendLocked(payload, entries, ts) })
+}
+
+// appendMarked runs an append under s.mu and returns the Mark of the
+// record it wrote.
+func (s *Spool) appendMarked(appendLocked func() error) (Mark, error) {
 	s.mu.Lock()
-	err := s.appendLocked(payload, entries, ts)
+	err := appendLocked()
 	var m Mark
 	if err == nil {
 		g := s.wseg
@@ -147,22 +153,13 @@ func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
 	}
 	entries, ts := int(h.entries), h.ts
 	frameLen := int64(len(frame))
-	s.mu.Lock()
-	err := s.makeTail(frameLen)
-	if err == nil {
-		if s.wmap != nil {
-			err = s.appendMappedFrame(frame, nil, entries, ts, frameLen)
-		} else {
-			err = s.writeFrame(frame, entries, ts)
+	return s.appendMarked(func() error {
+		if err := s.makeTail(frameLen); err != nil {
+			return err
 		}
-	}
-	var m Mark
-	if err == nil {
-		g := s.wseg
-		m = Mark{Segment: g.num, End: g.size, Records: g.records, Entries: g.entries, SpoolBytes: s.bytes}
-	}
-	errs := s.takeErrs()
-	s.mu.Unlock()
-	s.handle(errs)
-	return m, err
+		if s.wmap != nil {
+			return s.appendMappedFrame(frame, nil, entries, ts, frameLen)
+		}
+		return s.writeFrame(frame, entries, ts)
+	})
 }
