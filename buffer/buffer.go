@@ -364,7 +364,7 @@ func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []export
 	for i := range meta {
 		size += len(meta[i].Name) + len(meta[i].Value) + 4
 	}
-	spilled := false
+	spills := 0     // batches this call wrote to the spool itself
 	var enc *[]byte // "always": the entry's spool record, encoded before locking
 	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways {
 		enc = encodeOne(tenant, labels, ts, line, meta)
@@ -456,12 +456,17 @@ again:
 		b.signal()
 		return nil
 	}
-	if b.bytes+extra > b.cfg.MaxBufferBytes && b.sp != nil && !spilled && time.Now().After(b.diskRetryAt) {
-		// The spiller fell behind: spill here, once, rather than drop.
+	if b.bytes+extra > b.cfg.MaxBufferBytes && b.sp != nil && spills < maxInlineSpills && time.Now().After(b.diskRetryAt) {
+		// The spiller fell behind: rather than drop, write the oldest
+		// batch to disk here (one batch: a page-cache write of at most
+		// BatchSize bytes) and look again.
 		b.sealLocked(ob)
 		b.mu.Unlock()
-		b.spill(false)
-		spilled = true
+		done, _ := b.spillOne(false)
+		spills++
+		if done {
+			spills = maxInlineSpills // nothing in memory left to write
+		}
 		b.mu.Lock()
 		goto again
 	}
@@ -543,6 +548,10 @@ func (b *Buffer) lockAdd() {
 	}
 	b.mu.Lock()
 }
+
+// maxInlineSpills bounds the batches one Add writes to the spool itself
+// when memory is full.
+const maxInlineSpills = 8
 
 // encPool holds encoding buffers of "always" mode records.
 var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

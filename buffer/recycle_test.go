@@ -112,3 +112,97 @@ func TestRecycledMemoryIntact(t *testing.T) {
 		})
 	}
 }
+
+// TestAlwaysDiskAndLokiFlappingLoseNothing runs "always" mode while both
+// the disk (every write fails with ENOSPC) and Loki (every push fails)
+// come and go, with four goroutines logging: entries kept only in memory
+// during a disk failure, memory copies dropped when the spool becomes the
+// queue, batches spilled one at a time. Every entry Add accepted arrives;
+// every refused one is counted.
+func TestAlwaysDiskAndLokiFlappingLoseNothing(t *testing.T) {
+	var broken, down atomic.Bool
+	r := &recorder{fail: switchable(&down)}
+	b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), SpoolMode: SpoolAlways, spoolFS: faultyFS{broken: &broken},
+		BatchWait: time.Millisecond, BatchSize: 2 << 10, MaxBufferBytes: 256 << 10, RetryInterval: time.Millisecond})
+	// The spool is retried a second after a failure: 3 s see a few
+	// failures and recoveries of the disk, many of Loki.
+	const run = 3 * time.Second
+	start := time.Now()
+	stop := make(chan struct{})
+	var flap sync.WaitGroup
+	flap.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(13 * time.Millisecond):
+			}
+			broken.Store(i%40 >= 30) // 130 ms broken every 520 ms
+			down.Store(i%3 == 0)
+		}
+	})
+	const workers = 4
+	var accepted [workers][]bool
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; time.Since(start) < run; i++ {
+				err := b.Add("", `{a="b"}`, time.Now().UnixNano(), fmt.Appendf(nil, "w%d-%06d", w, i), nil)
+				switch {
+				case err == nil:
+					accepted[w] = append(accepted[w], true)
+				case errors.Is(err, ErrFull):
+					accepted[w] = append(accepted[w], false)
+					refused.Add(1)
+				default:
+					t.Errorf("Add: %v", err)
+					return
+				}
+				if i%20 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	flap.Wait()
+	broken.Store(false)
+	down.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	got := map[string]bool{}
+	for _, lines := range r.lines() {
+		for _, l := range lines {
+			got[l] = true
+		}
+	}
+	missing, total := 0, 0
+	for w := range workers {
+		for i, ok := range accepted[w] {
+			total++
+			if ok && !got[fmt.Sprintf("w%d-%06d", w, i)] {
+				missing++
+			}
+		}
+	}
+	st := b.Stats()
+	var dropped uint64
+	for _, n := range st.Dropped {
+		dropped += n
+	}
+	if missing > 0 || dropped != uint64(refused.Load()) {
+		t.Fatalf("of %d entries, %d accepted ones missing; %d refused, %d counted dropped (%v)", total, missing, refused.Load(), dropped, st.Dropped)
+	}
+	if st.DiskErrors == 0 || st.ExportErrors == 0 {
+		t.Fatalf("the disk (%d errors) or Loki (%d errors) never failed", st.DiskErrors, st.ExportErrors)
+	}
+	t.Logf("%d entries, %d refused, %d disk errors, %d export errors", total, refused.Load(), st.DiskErrors, st.ExportErrors)
+}

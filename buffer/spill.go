@@ -54,13 +54,28 @@ func (b *Buffer) spiller() {
 // in-flight one stays in memory until its export ends). From the first
 // write on, the spool is the queue. With final, it is Shutdown's last
 // chance and ignores an earlier disk failure.
+//
+// Batches are written one at a time (spillOne), each under spillMu: an Add
+// that finds memory full and spills itself waits for one batch write at
+// most, not for everything queued.
 func (b *Buffer) spill(final bool) error {
+	for {
+		done, err := b.spillOne(final)
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// spillOne writes the oldest batch in memory that is not on disk yet. It
+// reports done when there was none.
+func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	b.spillMu.Lock()
 	defer b.spillMu.Unlock()
 	b.mu.Lock()
 	if !final && time.Now().Before(b.diskRetryAt) {
 		b.mu.Unlock()
-		return errDiskBackoff
+		return true, errDiskBackoff
 	}
 	if b.diskFallback {
 		// "always" mode after a failed write: the open batches hold
@@ -69,36 +84,38 @@ func (b *Buffer) spill(final bool) error {
 			b.sealLocked(ob)
 		}
 	}
-	var items []*sealed
+	var it *sealed
 	if b.inflight != nil && !b.inflight.onDisk {
-		items = append(items, b.inflight)
-	}
-	for _, s := range b.queue {
-		if !s.onDisk {
-			items = append(items, s)
+		it = b.inflight
+	} else {
+		for _, s := range b.queue {
+			if !s.onDisk {
+				it = s
+				break
+			}
 		}
 	}
-	if len(items) == 0 {
+	if it == nil {
+		// Every entry kept only in memory during a disk failure is on
+		// disk now, and Add (which needs mu) cannot add another before
+		// "always" mode writes to the spool again.
+		b.diskFallback = false
 		b.mu.Unlock()
-		return nil
+		return true, nil
 	}
 	b.spilling = true
 	b.spoolActive = true
 	b.mu.Unlock()
 
-	var err error
-	written := 0
-	for _, it := range items {
-		b.spillBuf = spool.AppendBatch(b.spillBuf[:0], it.batch)
-		err = b.sp.Append(b.spillBuf, it.n, it.created.UnixNano())
-		if err != nil {
-			b.diskErrors.Add(1)
-			err = fmt.Errorf("spill %d entries: %w", it.n, err)
-			break
-		}
-		written++
+	b.spillBuf = spool.AppendBatch(b.spillBuf[:0], it.batch)
+	err = b.sp.Append(b.spillBuf, it.n, it.created.UnixNano())
+	if cap(b.spillBuf) > 4<<20 {
+		b.spillBuf = nil
+	}
+	b.mu.Lock()
+	b.spilling = false
+	if err == nil {
 		b.spilled.Add(uint64(it.n))
-		b.mu.Lock()
 		it.onDisk = true
 		b.spoolGen++
 		if it != b.inflight {
@@ -112,19 +129,11 @@ func (b *Buffer) spill(final bool) error {
 			b.entries -= it.n
 			b.recycle.put(it) // encoded and written: nothing refers to it
 		}
-		b.mu.Unlock()
-	}
-	if cap(b.spillBuf) > 4<<20 {
-		b.spillBuf = nil
-	}
-	b.mu.Lock()
-	b.spilling = false
-	if err == nil {
-		b.diskFallback = false
-	}
-	if err != nil {
+	} else {
+		b.diskErrors.Add(1)
+		err = fmt.Errorf("spill %d entries: %w", it.n, err)
 		b.diskRetryAt = time.Now().Add(time.Second)
-		if written == 0 && b.sp.Stats().Records == 0 {
+		if b.sp.Stats().Records == 0 {
 			b.spoolActive = false
 		}
 	}
@@ -133,7 +142,7 @@ func (b *Buffer) spill(final bool) error {
 		b.errs.report(fmt.Errorf("%w (kept in memory)", err))
 	}
 	b.signal()
-	return err
+	return false, err
 }
 
 // replay is the batch the worker read from the spool and has not settled.

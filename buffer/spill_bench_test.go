@@ -31,6 +31,7 @@ func BenchmarkSpillDown(b *testing.B) {
 			const base = `level=INFO msg="request handled" service=checkout env=prod method=GET path=/api/v1/users/42 status=200 duration=1.234567ms request_id=`
 			b.SetBytes(int64(len(base) + 26 + len(" user_id=42")))
 			var seq atomic.Uint64
+			var slowest atomic.Int64 // the longest single Add, ns
 			ts := time.Now().UnixNano()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
@@ -38,8 +39,11 @@ func BenchmarkSpillDown(b *testing.B) {
 				for pb.Next() {
 					line = strconv.AppendUint(append(line[:0], base...), seq.Add(1)+1e18, 10)
 					line = append(line, " user_id=42"...)
+					t0 := time.Now()
 					if err := buf.Add("", `{service_name="bench"}`, ts, line, nil); err != nil {
 						b.Fatal(err)
+					}
+					for d, m := int64(time.Since(t0)), slowest.Load(); d > m && !slowest.CompareAndSwap(m, d); m = slowest.Load() {
 					}
 				}
 			})
@@ -54,6 +58,7 @@ func BenchmarkSpillDown(b *testing.B) {
 				drops += n
 			}
 			b.ReportMetric(float64(drops)/float64(b.N), "drops/op")
+			b.ReportMetric(float64(slowest.Load())/1e6, "slowest-ms")
 			if drops > 0 {
 				b.Logf("dropped: %v", buf.Stats().Dropped)
 			}
