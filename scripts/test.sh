@@ -13,7 +13,7 @@
 #      then check VictoriaLogs is still alive (it must not have crashed)
 #   6. fuzz every Fuzz target briefly, one at a time       (skipped by --quick)
 #   7. run every benchmark once; the bench/ module too; scripts/spoolmodes.sh
-#      for one round                                       (skipped by --quick)
+#      for three rounds                                    (skipped by --quick)
 # VictoriaLogs is stopped and its data removed on every exit path.
 #
 # Usage: bash scripts/test.sh [--quick]
@@ -292,7 +292,7 @@ else
 	step "fuzz" fuzz_all
 	step "bench" go test -run '^$' -bench . -benchtime 1x ./...
 	step "bench module" bench_module
-	step "spool modes script" bash scripts/spoolmodes.sh 1
+	step "spool modes script" bash scripts/spoolmodes.sh 3
 fi
 
 elapsed=$((SECONDS - start_time))
