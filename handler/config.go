@@ -150,7 +150,10 @@ type Config struct {
 	// SpillAfter is how long a push may run or keep failing before the
 	// batches in memory are written to the spool ("spill" mode). Default 5s.
 	SpillAfter time.Duration `json:"spill_after" yaml:"spill_after"`
-	// MaxSpoolBytes bounds the spool on disk. Default 256 MiB.
+	// MaxSpoolBytes bounds the spool's records on disk. Default 256 MiB.
+	// On Linux the segment being written and the next one, prepared
+	// ahead, are preallocated in full: the directory can hold up to
+	// 16 MiB more (two 8 MiB segments).
 	MaxSpoolBytes int64 `json:"max_spool_bytes" yaml:"max_spool_bytes"`
 	// MaxAge drops spooled entries older than this at replay. Default 7 days.
 	MaxAge time.Duration `json:"max_age" yaml:"max_age"`
