@@ -16,8 +16,10 @@ const prepName = "next" + tmpSuffix
 // that Append holds, by one goroutine (the preparer):
 //
 //   - the next segment's file is created, preallocated (fallocate), mapped
-//     and its pages faulted in writable (MADV_POPULATE_WRITE), so that
-//     writes through the fresh mapping take no page fault;
+//     and its first pages faulted in writable (MADV_POPULATE_WRITE), so
+//     that writes through the fresh mapping take no page fault;
+//   - as the writer moves on, the pages ahead of it are faulted in and
+//     the ones behind it released (see moveWindow);
 //   - the mappings of rolled segments are unmapped.
 //
 // A roll then only renames the prepared file to the next segment's name
