@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/lokislog/lokislog/internal/enc"
 )
 
 // LabelsError reports a stream whose label set is not in Loki's form. The
@@ -56,7 +58,7 @@ func AppendJSON[S Stream[E, P], E Entry[P], P Pair](dst []byte, streams []S) ([]
 			dst = append(dst, `["`...)
 			dst = strconv.AppendInt(dst, e.Timestamp, 10)
 			dst = append(dst, `",`...)
-			dst = appendJSONString(dst, e.Line)
+			dst = enc.AppendJSONString(dst, e.Line)
 			if len(e.Metadata) > 0 {
 				dst = append(dst, ",{"...)
 				for k := range e.Metadata {
@@ -64,9 +66,9 @@ func AppendJSON[S Stream[E, P], E Entry[P], P Pair](dst []byte, streams []S) ([]
 					if k > 0 {
 						dst = append(dst, ',')
 					}
-					dst = appendJSONString(dst, m.Name)
+					dst = enc.AppendJSONString(dst, m.Name)
 					dst = append(dst, ':')
-					dst = appendJSONString(dst, m.Value)
+					dst = enc.AppendJSONString(dst, m.Value)
 				}
 				dst = append(dst, '}')
 			}
@@ -86,13 +88,13 @@ func appendLabelsJSON(dst []byte, s string) ([]byte, error) {
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, sc.name)
+		dst = enc.AppendJSONString(dst, sc.name)
 		dst = append(dst, ':')
 		if sc.escaped {
 			var tmp [64]byte
-			dst = appendJSONString(dst, string(appendUnquoted(tmp[:0], sc.value)))
+			dst = enc.AppendJSONString(dst, string(appendUnquoted(tmp[:0], sc.value)))
 		} else {
-			dst = appendJSONString(dst, sc.value)
+			dst = enc.AppendJSONString(dst, sc.value)
 		}
 	}
 	if sc.err != nil {
@@ -295,54 +297,4 @@ func appendUnquoted(dst []byte, s string) []byte {
 		s = tail
 	}
 	return dst
-}
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD;
-// U+2028 and U+2029 are escaped, as encoding/json does, so the output is also
-// safe to embed in JavaScript.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
