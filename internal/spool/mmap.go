@@ -108,20 +108,11 @@ func writeMapped(b []byte, fill func([]byte)) (err error) {
 // putFrameMapped writes a frame into b, a part of the writer's mapping,
 // like putFrameHeader after copying the payload, turning a fault into an
 // error.
-func putFrameMapped(b, payload []byte, entries uint32, ts int64) (err error) {
-	old := debug.SetPanicOnFault(true)
-	defer debug.SetPanicOnFault(old)
-	defer func() {
-		if r := recover(); r != nil {
-			if _, ok := r.(interface{ Addr() uintptr }); !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("%w: %v", errMapFault, r)
-		}
-	}()
-	copy(b[frameHeaderSize:], payload)
-	putFrameHeader(b, entries, ts)
-	return nil
+func putFrameMapped(b, payload []byte, entries uint32, ts int64) error {
+	return writeMapped(b, func(b []byte) {
+		copy(b[frameHeaderSize:], payload)
+		putFrameHeader(b, entries, ts)
+	})
 }
 
 // unmapWriter ends the writer's mapping, if any, and cuts the file to its
