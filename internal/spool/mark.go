@@ -52,15 +52,7 @@ func (s *Spool) appendMarked(appendLocked func() error) (Mark, error) {
 // already deleted (MaxBytes) are skipped. Releasing an already released
 // Mark does nothing.
 func (s *Spool) Release(m Mark) error {
-	s.ackMu.Lock()
-	defer s.ackMu.Unlock()
-	defer s.removeQueued()
-	s.mu.Lock()
-	err := s.releaseLocked(m)
-	errs := s.takeErrs()
-	s.mu.Unlock()
-	s.handle(errs)
-	return err
+	return s.acknowledge(func() error { return s.releaseLocked(m) })
 }
 
 func (s *Spool) releaseLocked(m Mark) error {

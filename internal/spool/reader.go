@@ -170,11 +170,18 @@ func (s *Spool) readPos() Pos {
 // SyncNever). When that write fails, Ack returns the error; the records
 // stay acknowledged in this process but a restart would send them again.
 func (s *Spool) Ack(pos Pos) error {
+	return s.acknowledge(func() error { return s.ackLocked(pos) })
+}
+
+// acknowledge runs an acknowledgement (ackLocked, releaseLocked) under
+// s.ackMu and s.mu, then removes the segment files it completed, without
+// s.mu.
+func (s *Spool) acknowledge(locked func() error) error {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	defer s.removeQueued()
 	s.mu.Lock()
-	err := s.ackLocked(pos)
+	err := locked()
 	errs := s.takeErrs()
 	s.mu.Unlock()
 	s.handle(errs)
