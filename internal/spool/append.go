@@ -342,9 +342,18 @@ func (s *Spool) deleteOldest(later bool) {
 // comes back at the next Open: duplicates, not loss (an acknowledged
 // segment is below the cursor and deleted by Open).
 func (s *Spool) removeSegment(num uint64) {
-	if err := s.fs.Remove(s.path(segmentName(num))); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.cleanupError(fmt.Errorf("spool: remove segment %d: %w", num, err))
+	if err := s.removeSegmentFile(num); err != nil {
+		s.cleanupError(err)
 	}
+}
+
+// removeSegmentFile deletes a segment's file; one already gone is no
+// error. It uses no state s.mu guards.
+func (s *Spool) removeSegmentFile(num uint64) error {
+	if err := s.fs.Remove(s.path(segmentName(num))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: remove segment %d: %w", num, err)
+	}
+	return nil
 }
 
 // removeQueued deletes the files deleteOldest queued. Callers hold
@@ -359,8 +368,8 @@ func (s *Spool) removeQueued() {
 	}
 	var errs []error
 	for _, num := range nums {
-		if err := s.fs.Remove(s.path(segmentName(num))); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("spool: remove segment %d: %w", num, err))
+		if err := s.removeSegmentFile(num); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
