@@ -156,7 +156,7 @@ type Buffer struct {
 	sp  *spool.Spool // nil when memory only
 
 	mu       sync.Mutex
-	recycle  recycler              // guarded by mu
+	recycle  recycler              // has its own lock
 	open     map[string]*openBatch // by tenant; guarded by mu
 	queue    []*sealed             // sealed batches in FIFO order; guarded by mu
 	inflight *sealed               // exported from memory now; guarded by mu
@@ -1039,10 +1039,10 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 // release forgets the in-flight batch s and frees its memory; with reuse,
 // for the next batches (recycler).
 func (b *Buffer) release(s *sealed, reuse bool) {
-	b.mu.Lock()
 	if reuse {
-		b.recycle.put(s)
+		b.recycle.put(s) // outside mu: clearing a batch's slices takes a while
 	}
+	b.mu.Lock()
 	if b.inflight == s {
 		b.inflight = nil
 	}

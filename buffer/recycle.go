@@ -1,6 +1,8 @@
 package buffer
 
 import (
+	"sync"
+
 	"github.com/lokislog/lokislog/exporter"
 )
 
@@ -9,9 +11,13 @@ import (
 // metadata slices, stream indexes. Without it every batch grows its
 // slices by doubling and takes fresh chunks, all zeroed by the runtime and
 // then scanned and freed by the garbage collector, under the buffer's
-// lock. What it keeps is bounded (recycleChunks chunks, a few slices). It
-// is guarded by Buffer.mu.
+// lock. What it keeps is bounded (recycleChunks chunks, a few slices).
+//
+// It has a lock of its own, taken only for a push or a pop, so that
+// clearing a delivered batch's slices (put) happens outside Buffer.mu,
+// which every Add needs.
 type recycler struct {
+	mu      sync.Mutex
 	chunks  [][]byte
 	entries [][]exporter.Entry
 	metas   [][]exporter.LabelPair
@@ -38,7 +44,10 @@ func pop[T any](list *[]T) (v T) {
 
 // chunk returns an empty arena chunk of chunkSize bytes.
 func (r *recycler) chunk() []byte {
-	if c := pop(&r.chunks); c != nil {
+	r.mu.Lock()
+	c := pop(&r.chunks)
+	r.mu.Unlock()
+	if c != nil {
 		return c[:0]
 	}
 	return make([]byte, 0, chunkSize)
@@ -46,12 +55,23 @@ func (r *recycler) chunk() []byte {
 
 // entrySlice returns an empty slice for a stream's entries (nil when none
 // is kept).
-func (r *recycler) entrySlice() []exporter.Entry { return pop(&r.entries) }
+func (r *recycler) entrySlice() []exporter.Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return pop(&r.entries)
+}
 
-func (r *recycler) metaSlice() []exporter.LabelPair { return pop(&r.metas) }
+func (r *recycler) metaSlice() []exporter.LabelPair {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return pop(&r.metas)
+}
 
 func (r *recycler) index() map[string]int {
-	if m := pop(&r.indexes); m != nil {
+	r.mu.Lock()
+	m := pop(&r.indexes)
+	r.mu.Unlock()
+	if m != nil {
 		return m
 	}
 	return make(map[string]int)
@@ -59,35 +79,53 @@ func (r *recycler) index() map[string]int {
 
 // put takes back the memory of s, which nothing references any more: its
 // export returned without error (the Exporter keeps nothing after it
-// returns) or it was written to the spool and left the queue. Callers
-// hold Buffer.mu.
+// returns) or it was written to the spool and left the queue. The caller
+// owns s and need not hold Buffer.mu: the slices are cleared before r's
+// lock is taken.
 func (r *recycler) put(s *sealed) {
 	if !s.recyclable {
 		return
 	}
 	s.recyclable = false
-	for _, c := range s.chunks {
+	var kept [recycleSlices][]exporter.Entry
+	entries := kept[:0]
+	for i := range s.batch.Streams {
+		e := s.batch.Streams[i].Entries
+		s.batch.Streams[i].Entries = nil
+		if cap(e) >= minRecycledEntries {
+			clear(e) // no string of a recycled chunk stays reachable
+			entries = append(entries, e[:0])
+		}
+	}
+	metas := s.metas
+	if cap(metas) >= minRecycledEntries {
+		clear(metas)
+	} else {
+		metas = nil
+	}
+	index := s.index
+	if index != nil {
+		clear(index)
+	}
+	chunks := s.chunks
+	s.chunks, s.metas, s.index = nil, nil, nil
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range chunks {
 		if len(r.chunks) < recycleChunks {
 			r.chunks = append(r.chunks, c)
 		}
 	}
-	s.chunks = nil
-	for i := range s.batch.Streams {
-		e := s.batch.Streams[i].Entries
-		s.batch.Streams[i].Entries = nil
-		if cap(e) >= minRecycledEntries && len(r.entries) < recycleSlices {
-			clear(e) // no string of a recycled chunk stays reachable
-			r.entries = append(r.entries, e[:0])
+	for _, e := range entries {
+		if len(r.entries) < recycleSlices {
+			r.entries = append(r.entries, e)
 		}
 	}
-	if m := s.metas; cap(m) >= minRecycledEntries && len(r.metas) < recycleSlices {
-		clear(m)
-		r.metas = append(r.metas, m[:0])
+	if metas != nil && len(r.metas) < recycleSlices {
+		r.metas = append(r.metas, metas[:0])
 	}
-	s.metas = nil
-	if s.index != nil && len(r.indexes) < recycleSlices {
-		clear(s.index)
-		r.indexes = append(r.indexes, s.index)
+	if index != nil && len(r.indexes) < recycleSlices {
+		r.indexes = append(r.indexes, index)
 	}
-	s.index = nil
 }

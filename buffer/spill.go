@@ -112,6 +112,7 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	if cap(b.spillBuf) > 4<<20 {
 		b.spillBuf = nil
 	}
+	var recycle *sealed
 	b.mu.Lock()
 	b.spilling = false
 	if err == nil {
@@ -127,7 +128,7 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 			}
 			b.bytes -= it.size
 			b.entries -= it.n
-			b.recycle.put(it) // encoded and written: nothing refers to it
+			recycle = it // encoded and written: nothing refers to it
 		}
 	} else {
 		b.diskErrors.Add(1)
@@ -138,6 +139,9 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 		}
 	}
 	b.mu.Unlock()
+	if recycle != nil {
+		b.recycle.put(recycle)
+	}
 	if err != nil {
 		b.errs.report(fmt.Errorf("%w (kept in memory)", err))
 	}
