@@ -44,19 +44,45 @@ var bare = func() (t [utf8.RuneSelf]bool) {
 // non-printable or space rune, or invalid UTF-8. A backslash alone does not
 // need quoting.
 func NeedsQuoting(s string) bool {
-	if len(s) == 0 {
+	n := len(s)
+	p := unsafe.StringData(s)
+	var x uint64
+	switch {
+	case n >= 8:
+		// Eight bytes at a time, the last word overlapping the one before;
+		// at the first word with a byte that is not bare ASCII, look byte
+		// by byte (non-ASCII runes may be printable).
+		i := 0
+		for ; i+8 <= n; i += 8 {
+			if !bareWord(load64(p, i)) {
+				return needsQuotingFrom(s, i)
+			}
+		}
+		if i == n || bareWord(load64(p, n-8)) {
+			return false
+		}
+		return needsQuotingFrom(s, n-8)
+	case n >= 4: // two overlapping four-byte loads cover every byte
+		x = uint64(load32(p, 0)) | uint64(load32(p, n-4))<<32
+	case n > 0: // s[0], s[n/2] and s[n-1] are every byte; pad with 'a'
+		x = lo8*'a'&^0xffffff | uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16
+	default:
 		return true
 	}
-	i := 0
-	// Eight ASCII bytes at a time: stop at the first word with a byte
-	// that is not bare, or not ASCII, and look at it byte by byte.
-	for ; i+8 <= len(s); i += 8 {
-		x := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
-		if x&hi8 != 0 || hasLess(x, 0x21) || hasZero(x^(lo8*'=')) || hasZero(x^(lo8*'"')) {
-			break
-		}
-	}
-	return needsQuotingFrom(s, i)
+	return !bareWord(x) && needsQuotingFrom(s, 0)
+}
+
+// bareWord reports whether the eight bytes of x are all bare ASCII.
+func bareWord(x uint64) bool {
+	return x&hi8 == 0 && !hasLess(x, 0x21) && !hasZero(x^(lo8*'=')) && !hasZero(x^(lo8*'"'))
+}
+
+func load64(p *byte, i int) uint64 {
+	return binary.LittleEndian.Uint64(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 8))
+}
+
+func load32(p *byte, i int) uint32 {
+	return binary.LittleEndian.Uint32(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 4))
 }
 
 // needsQuotingFrom is NeedsQuoting's byte-by-byte check of s[i:].

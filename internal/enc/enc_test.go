@@ -179,7 +179,8 @@ func TestNeedsQuotingWords(t *testing.T) {
 }
 
 func FuzzNeedsQuoting(f *testing.F) {
-	for _, s := range []string{"", "0123456789abcdef", "01234567=9abcdef", "0123456789abcdé", "request_id_01J9Z3YVQ8K4T6M2"} {
+	for _, s := range []string{"", "0123456789abcdef", "01234567=9abcdef", "0123456789abcdé", "request_id_01J9Z3YVQ8K4T6M2",
+		"a", "a=", " a", "ab\"", "GET", "é", "pa th", "status", "status\x00", "méthode", "0123456789abcde ", "\x7f\x7f"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
