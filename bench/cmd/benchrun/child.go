@@ -160,26 +160,11 @@ func childRun(o *options) error {
 	}
 
 	if o.profile != "" {
-		f, err := os.Create(o.profile + ".cpu.pprof")
+		stop, err := startProfiles(o.profile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-		// Contention on locks and waits show where slow calls wait.
-		runtime.SetMutexProfileFraction(10)
-		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
-		defer func() {
-			for _, name := range []string{"mutex", "block"} {
-				if f, err := os.Create(o.profile + "." + name + ".pprof"); err == nil {
-					pprof.Lookup(name).WriteTo(f, 0)
-					f.Close()
-				}
-			}
-		}()
+		defer stop()
 	}
 	var wg sync.WaitGroup
 	calls := make([]callStats, contest.Workers)
@@ -374,6 +359,32 @@ func (c *callStats) add(d time.Duration) {
 			c.max = d
 		}
 	}
+}
+
+// startProfiles starts the CPU profile into base.cpu.pprof and the mutex
+// and block profiles (contention on locks and waits show where slow calls
+// wait); stop writes base.mutex.pprof and base.block.pprof.
+func startProfiles(base string) (stop func(), err error) {
+	f, err := os.Create(base + ".cpu.pprof")
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	runtime.SetMutexProfileFraction(10)
+	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		for _, name := range []string{"mutex", "block"} {
+			if f, err := os.Create(base + "." + name + ".pprof"); err == nil {
+				pprof.Lookup(name).WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}, nil
 }
 
 func writeHeapProfile(path string) error {

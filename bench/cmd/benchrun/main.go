@@ -3,7 +3,7 @@
 // FAIL. Run it from the bench module:
 //
 //	cd bench && go run ./cmd/benchrun
-//	cd bench && go run ./cmd/benchrun -records=100000 -outage=2s -benchtime=200ms -count=1   # smoke run
+//	cd bench && go run ./cmd/benchrun -records=100000 -outage=2s -steady=6s -benchtime=200ms -count=1   # smoke run
 //
 // It starts the receiver (a separate process on 127.0.0.1) and runs every
 // measurement of a contestant in a child process of its own (benchrun
@@ -46,6 +46,10 @@ type options struct {
 	profile   string
 	lean      bool
 	spillMin  uint64
+	// The steady run: o.steadyRate records per second in total for
+	// o.steady, with the outage in the middle.
+	steady     time.Duration
+	steadyRate uint64
 
 	// Child roles.
 	role        string
@@ -65,14 +69,16 @@ func main() {
 	flag.DurationVar(&o.stall, "stall", 40*time.Second, "a delivery run ends when nothing new arrives for this long (after the outage)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "a delivery run ends this long after it began, whatever arrived")
 	flag.StringVar(&o.only, "only", "", "comma-separated contestants to run (default all; the floor "+contest.JSONDiscard+" always runs)")
-	flag.StringVar(&o.skip, "skip", "", "comma-separated sections to skip: handle, delivery, outage, spill, footprint")
+	flag.StringVar(&o.skip, "skip", "", "comma-separated sections to skip: handle, delivery, outage, steady, spill, footprint")
+	flag.DurationVar(&o.steady, "steady", 20*time.Second, "logging time of the steady runs, at -steady-rate with the -outage in the middle (0: no steady runs)")
+	flag.Uint64Var(&o.steadyRate, "steady-rate", 20_000, "records per second, in total, that the steady runs log")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (child logs, spools)")
 	flag.StringVar(&o.dir, "dir", "", "work directory, on the disk to measure (default: a new directory under $TMPDIR)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the raw results to this JSON `file`")
 	flag.StringVar(&o.profile, "profile", "", "write CPU and heap profiles of the delivery runs into this `directory` (the heap profile is taken at the end of the burst)")
 	flag.Uint64Var(&o.spillMin, "spill-records", 100_000, "the spool throughput runs add at least this many records (fewer stay in memory)")
 	flag.BoolVar(&o.lean, "lean", true, "run lokislog and the floor in a binary built without the peers (-tags nopeers)")
-	flag.StringVar(&o.role, "role", "", "internal: receiver, handle or run")
+	flag.StringVar(&o.role, "role", "", "internal: receiver, handle, run, steady or spill")
 	flag.StringVar(&o.contestant, "contestant", "", "internal: the contestant of a child")
 	flag.StringVar(&o.receiverURL, "receiver", "", "internal: the receiver's URL")
 	flag.StringVar(&o.result, "result", "", "internal: where a child writes its result")
@@ -89,6 +95,8 @@ func main() {
 		err = childHandle(&o)
 	case "run":
 		err = childRun(&o)
+	case "steady":
+		err = childSteady(&o)
 	case "spill":
 		err = childSpill(&o)
 	default:
@@ -116,9 +124,12 @@ type results struct {
 	NormalPS  map[string]childStats     `json:"normal_process"`
 	Outage    map[string]runResult      `json:"outage"`
 	OutagePS  map[string]childStats     `json:"outage_process"`
-	SeqWrite  *seqWrite                 `json:"seq_write,omitempty"`
-	Footprint map[string]footprint      `json:"footprint"`
-	Errors    []string                  `json:"errors"`
+	// Steady is the steady run (fixed rate, outage in the middle).
+	Steady    map[string]steadyResult `json:"steady"`
+	SteadyPS  map[string]childStats   `json:"steady_process"`
+	SeqWrite  *seqWrite               `json:"seq_write,omitempty"`
+	Footprint map[string]footprint    `json:"footprint"`
+	Errors    []string                `json:"errors"`
 	// Lean is true when lokislog and the floor ran in a binary without the
 	// peers' code (-tags nopeers).
 	Lean bool `json:"lean"`
@@ -153,6 +164,9 @@ func runTo(o *options, out io.Writer) (*results, error) {
 	if o.records == 0 || o.records > 1<<32 {
 		return nil, errors.New("-records must be between 1 and 2^32")
 	}
+	if err := checkSteady(o); err != nil {
+		return nil, err
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -174,10 +188,12 @@ func runTo(o *options, out io.Writer) (*results, error) {
 		Options: map[string]string{
 			"records": fmt.Sprint(o.records), "outage": o.outage.String(), "benchtime": o.benchtime,
 			"count": fmt.Sprint(o.count), "workers": fmt.Sprint(contest.Workers),
+			"steady": o.steady.String(), "steady_rate": fmt.Sprint(o.steadyRate),
 		},
 		Handle: map[string]handleResult{}, HandleAll: map[string][]handleResult{},
 		Normal: map[string]runResult{}, NormalPS: map[string]childStats{},
 		Outage: map[string]runResult{}, OutagePS: map[string]childStats{},
+		Steady: map[string]steadyResult{}, SteadyPS: map[string]childStats{},
 		Footprint: map[string]footprint{}, ReceiverCPU: map[string]time.Duration{},
 		Spill: map[string]spillResult{}, SpillSeq: map[string]seqWrite{},
 	}
@@ -226,6 +242,11 @@ func runTo(o *options, out io.Writer) (*results, error) {
 				p.res.SeqWrite = &sw
 				logf("sequential write: %d bytes in %v", sw.Bytes, sw.Time)
 			}
+		}
+	}
+	if o.steady > 0 && !slices.Contains(skip, "steady") {
+		for _, c := range contestants {
+			p.steadyRun(c)
 		}
 	}
 	if !slices.Contains(skip, "spill") {

@@ -23,9 +23,10 @@ func TestMain(m *testing.M) {
 }
 
 // TestSmoke runs benchrun end to end on a few thousand records with a short
-// outage, for lokislog's contestants. It asserts what does not depend on
-// speed: the spool modes deliver everything, memory-only drops are counted
-// exactly, and the report has its tables.
+// outage, for lokislog's contestants, and a short steady run. It asserts
+// what does not depend on speed: the spool modes deliver everything,
+// memory-only drops are counted exactly, the steady run logs its schedule
+// with the outage inside it, and the report has its tables.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: runs benchrun end to end (about 15 s)")
@@ -35,6 +36,7 @@ func TestSmoke(t *testing.T) {
 		stall: 10 * time.Second, timeout: time.Minute, dir: t.TempDir(),
 		only: strings.Join([]string{contest.LokislogMemory, contest.LokislogSpill, contest.LokislogAlways}, ","),
 		skip: "footprint", spillMin: 30_000,
+		steady: 1500 * time.Millisecond, steadyRate: 2000,
 	}
 	var out bytes.Buffer
 	r, err := runTo(o, &out)
@@ -45,25 +47,45 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("errors: %v", r.Errors)
 	}
 	for _, name := range []string{contest.LokislogSpill, contest.LokislogAlways} {
-		for kind, runs := range map[string]map[string]runResult{"normal": r.Normal, "outage": r.Outage} {
-			x, ok := runs[name]
+		for _, kind := range []string{"normal", "outage", "steady"} {
+			x, ok := runsOf(r, kind)[name]
 			if !ok {
 				t.Errorf("%s %s: no result", name, kind)
 				continue
 			}
-			if x.Delivered != o.records || x.Duplicates != 0 {
-				t.Errorf("%s %s: delivered %d (%d duplicates) of %d", name, kind, x.Delivered, x.Duplicates, o.records)
+			want := o.records
+			if kind == "steady" {
+				want = steadyRecords(o)
+			}
+			if x.Records != want || x.Delivered != want || x.Duplicates != 0 {
+				t.Errorf("%s %s: delivered %d (%d duplicates) of %d logged, want %d", name, kind, x.Delivered, x.Duplicates, x.Records, want)
 			}
 		}
 	}
-	for kind, runs := range map[string]map[string]runResult{"normal": r.Normal, "outage": r.Outage} {
-		x := runs[contest.LokislogMemory]
-		if x.Lokislog == nil || x.CountedDrops != o.records-x.Delivered {
-			t.Errorf("memory-only %s: %d counted drops, %d missing", kind, x.CountedDrops, o.records-x.Delivered)
+	for _, kind := range []string{"normal", "outage", "steady"} {
+		x := runsOf(r, kind)[contest.LokislogMemory]
+		if x.Lokislog == nil || x.Records == 0 || x.CountedDrops != x.Records-x.Delivered {
+			t.Errorf("memory-only %s: %d counted drops, %d missing of %d logged", kind, x.CountedDrops, x.Records-x.Delivered, x.Records)
 		}
 	}
 	if r.Outage[contest.LokislogSpill].Outage != o.outage || r.Outage[contest.LokislogSpill].OutageAt == 0 {
 		t.Errorf("outage run had no outage: %+v", r.Outage[contest.LokislogSpill])
+	}
+	for _, name := range []string{contest.JSONDiscard, contest.LokislogMemory, contest.LokislogSpill, contest.LokislogAlways} {
+		x, ok := r.Steady[name]
+		if !ok {
+			t.Errorf("%s: no steady result", name)
+			continue
+		}
+		if x.Records != x.Scheduled || x.Scheduled != steadyRecords(o) || x.Capped {
+			t.Errorf("%s steady: logged %d of %d scheduled (want %d), capped %v", name, x.Records, x.Scheduled, steadyRecords(o), x.Capped)
+		}
+		if x.OutageAt <= 0 || x.OutageAt >= o.steady || x.OutageCalls == 0 {
+			t.Errorf("%s steady: outage window at %v, %d calls in it", name, x.OutageAt, x.OutageCalls)
+		}
+		if x.MaxCall <= 0 || x.P999 > x.P9999 || x.P9999 > x.MaxCall || x.OutageMaxCall > x.MaxCall {
+			t.Errorf("%s steady: inconsistent call times: max %v, outage max %v, p99.9 %v, p99.99 %v", name, x.MaxCall, x.OutageMaxCall, x.P999, x.P9999)
+		}
 	}
 	if _, ok := r.Handle[contest.JSONDiscard]; !ok {
 		t.Error("no Handle result for the floor")
@@ -71,9 +93,43 @@ func TestSmoke(t *testing.T) {
 	if s := r.Spill["spill"]; s.Bytes == 0 || s.Spilled == 0 {
 		t.Errorf("spill throughput run wrote nothing: %+v", s)
 	}
-	for _, want := range []string{"## Machine", "## Contestants", "## Targets (issue 4)", "| `lokislog-spill` 100% delivered, outage run |"} {
+	for _, want := range []string{"## Machine", "## Contestants", "## Steady logging with an outage in the middle", "## Targets (issue 4)",
+		"| `lokislog-spill` 100% delivered, outage run |", "| `lokislog-always` 100% delivered, steady run |",
+		"| `lokislog-memory` counted drops = missing, steady run |", "over the whole steady run"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+func TestDurHist(t *testing.T) {
+	for _, d := range []time.Duration{0, 1, 127, 128, 129, 255, 256, 1000, 999_999, time.Millisecond, 1234567, time.Hour, 1<<62 + 12345} {
+		i := histIndex(d)
+		if i < 0 || i >= histBuckets {
+			t.Fatalf("histIndex(%d) = %d, out of range", d, i)
+		}
+		if up := histUpper(i); up < d || (i > 0 && histUpper(i-1) >= d) {
+			t.Errorf("%d: bucket %d holds (%d, %d]", d, i, histUpper(i-1), up)
+		}
+		if up := histUpper(i); float64(up-d) > float64(d)/histSub {
+			t.Errorf("%d: bucket %d upper bound %d is more than 1/%d above", d, i, up, histSub)
+		}
+	}
+	var h durHist
+	for i := 1; i <= 10000; i++ {
+		h.add(time.Duration(i) * time.Microsecond)
+	}
+	tests := []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 5000 * time.Microsecond}, {0.999, 9990 * time.Microsecond}, {0.9999, 9999 * time.Microsecond}, {1, 10000 * time.Microsecond}}
+	for _, tt := range tests {
+		got := h.quantile(tt.q, 10*time.Millisecond)
+		if got < tt.want || float64(got-tt.want) > float64(tt.want)/histSub {
+			t.Errorf("quantile(%v) = %v, want %v (within 1/%d above)", tt.q, got, tt.want, histSub)
+		}
+	}
+	if got := h.quantile(0.9999, 9*time.Millisecond); got != 9*time.Millisecond {
+		t.Errorf("quantile above the measured maximum = %v, want the maximum", got)
 	}
 }

@@ -35,6 +35,10 @@ func report(w io.Writer, r *results) {
 	fmt.Fprintf(w, "\n")
 	fmt.Fprintf(w, "Run: %s records per delivery run from %d goroutines, outage %s, Handle benchmarks %s × %s (median); took %v.\n",
 		r.Options["records"], contest.Workers, r.Options["outage"], r.Options["benchtime"], r.Options["count"], r.Elapsed.Round(time.Second))
+	if len(r.Steady) > 0 {
+		fmt.Fprintf(w, "Steady runs: %s records/s in total for %s from %d goroutines, the outage in the middle.\n",
+			r.Options["steady_rate"], r.Options["steady"], contest.Workers)
+	}
 	if r.Lean {
 		fmt.Fprintf(w, "lokislog and the floor ran in a binary built with `-tags nopeers` (without the peers' code), the peers in one with everything.\n")
 	}
@@ -115,14 +119,13 @@ func report(w io.Writer, r *results) {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
 
+	reportSteady(w, r)
+
 	// Drops counted vs missing, lokislog.
 	fmt.Fprintf(w, "\nlokislog's own counters (after Shutdown), per delivery run:\n\n")
 	fmt.Fprintf(w, "| run | delivered | missing | counted drops (by reason) | spilled | replayed | duplicates |\n|---|---:|---:|---|---:|---:|---:|\n")
-	for _, kind := range []string{"normal", "outage"} {
-		runs := r.Normal
-		if kind == "outage" {
-			runs = r.Outage
-		}
+	for _, kind := range []string{"normal", "outage", "steady"} {
+		runs := runsOf(r, kind)
 		for _, name := range lokislogs {
 			x, ok := runs[name]
 			if !ok || x.Lokislog == nil {
@@ -159,34 +162,38 @@ func report(w io.Writer, r *results) {
 		row(fmt.Sprintf("`%s` allocs/op ≤ JSONHandler(io.Discard)", name),
 			fmt.Sprintf("%d vs %d", h.AllocsOp, floorH.AllocsOp), "", h.AllocsOp <= floorH.AllocsOp)
 	}
+	// unlogged says, for a steady run, how many scheduled records were not
+	// logged at all (the run hit its cap); "" when all were.
+	unlogged := func(kind, name string) string {
+		if st, ok := r.Steady[name]; kind == "steady" && ok && st.Records < st.Scheduled {
+			return fmt.Sprintf(" (only %d of %d scheduled records logged: %s)", st.Records, st.Scheduled, strings.TrimPrefix(cappedNote(st), ", "))
+		}
+		return ""
+	}
 	for _, name := range []string{contest.LokislogSpill, contest.LokislogAlways} {
-		for _, kind := range []string{"normal", "outage"} {
-			runs := r.Normal
-			if kind == "outage" {
-				runs = r.Outage
-			}
+		for _, kind := range []string{"normal", "outage", "steady"} {
 			t := fmt.Sprintf("`%s` 100%% delivered, %s run", name, kind)
-			x, ok := runs[name]
-			if !ok {
+			x, ok := runsOf(r, kind)[name]
+			if !ok || x.Records == 0 {
 				missing(t, "run skipped or failed")
 				continue
 			}
-			row(t, fmt.Sprintf("%d of %d", x.Delivered, x.Records), fmt.Sprintf("%.4f", float64(x.Delivered)/float64(x.Records)), x.Delivered == x.Records)
+			un := unlogged(kind, name)
+			row(t, fmt.Sprintf("%d of %d%s", x.Delivered, x.Records, un), fmt.Sprintf("%.4f", float64(x.Delivered)/float64(x.Records)),
+				x.Delivered == x.Records && un == "")
 		}
 	}
-	for _, kind := range []string{"normal", "outage"} {
-		runs := r.Normal
-		if kind == "outage" {
-			runs = r.Outage
-		}
+	for _, kind := range []string{"normal", "outage", "steady"} {
 		t := fmt.Sprintf("`%s` counted drops = missing, %s run", contest.LokislogMemory, kind)
-		x, ok := runs[contest.LokislogMemory]
+		x, ok := runsOf(r, kind)[contest.LokislogMemory]
 		if !ok || x.Lokislog == nil {
 			missing(t, "run skipped or failed")
 			continue
 		}
 		miss := x.Records - x.Delivered
-		row(t, fmt.Sprintf("%d dropped, %d missing (%s delivered)", x.CountedDrops, miss, share(x.Delivered, x.Records)), "", x.CountedDrops == miss)
+		un := unlogged(kind, contest.LokislogMemory)
+		row(t, fmt.Sprintf("%d dropped, %d missing (%s delivered)%s", x.CountedDrops, miss, share(x.Delivered, x.Records), un), "",
+			x.CountedDrops == miss && un == "")
 	}
 	floorRate := 0.0
 	if floorNOK && floorN.Delivery > 0 {
@@ -253,18 +260,42 @@ func report(w io.Writer, r *results) {
 		fmt.Fprintf(w, "| (info) spill throughput through Handle during the outage run (bounded by the logging rate) | %s/s vs %s/s (%s) | %.2f× | INFO |\n",
 			mib(int64(spill)), mib(int64(seq)), mib(x.SpillBytes), spill/seq)
 	}
+	// The slowest call: the steady run's, over the whole run (stricter
+	// than the outage window alone), with the floor's on the same schedule.
+	floorS, floorSOK := r.Steady[contest.JSONDiscard]
 	for _, name := range lokislogs {
 		t := fmt.Sprintf("`%s` slowest Handle during the outage ≤ %v", name, targetSlowestCall)
+		x, ok := r.Steady[name]
+		switch {
+		case !ok:
+			missing(t, "steady run skipped or failed")
+			continue
+		case x.Outage <= 0 || x.OutageAt <= 0:
+			missing(t, "the steady run had no outage (-outage=0)")
+			continue
+		}
+		m := fmt.Sprintf("%s over the whole steady run (began %.2f s in; during the outage, %.2f–%.2f s: %s), %d calls > 1 ms, p99.99 %s",
+			dur(x.MaxCall), x.MaxCallAt.Seconds(), x.OutageAt.Seconds(), (x.OutageAt + x.Outage).Seconds(), dur(x.OutageMaxCall), x.CallsOver1ms, dur(x.P9999))
+		if x.Capped {
+			m += " (" + strings.TrimPrefix(cappedNote(x), ", ") + ")"
+		}
+		if floorSOK {
+			m += fmt.Sprintf(" (floor, same schedule: %s, %d calls > 1 ms)", dur(floorS.MaxCall), floorS.CallsOver1ms)
+		}
+		row(t, m, fmt.Sprintf("%.2f×", float64(x.MaxCall)/float64(targetSlowestCall)),
+			x.MaxCall <= targetSlowestCall && !x.Capped && x.Records == x.Scheduled)
+	}
+	for _, name := range lokislogs {
 		x, ok := r.Outage[name]
 		if !ok {
-			missing(t, "outage run skipped or failed")
 			continue
 		}
 		m := fmt.Sprintf("%s, %d calls > 1 ms", dur(x.MaxCall), x.CallsOver1ms)
 		if floorNOK {
-			m += fmt.Sprintf(" (floor, no outage: %s, %d calls > 1 ms)", dur(floorN.MaxCall), floorN.CallsOver1ms)
+			m += fmt.Sprintf(" (floor, burst without outage: %s, %d calls > 1 ms)", dur(floorN.MaxCall), floorN.CallsOver1ms)
 		}
-		row(t, m, fmt.Sprintf("%.2f×", float64(x.MaxCall)/float64(targetSlowestCall)), x.MaxCall <= targetSlowestCall)
+		fmt.Fprintf(w, "| (info) `%s` slowest Handle in the burst outage run (%d records as fast as possible: the cores are saturated, so this includes waiting for a CPU) | %s | %.2f× | INFO |\n",
+			name, x.Records, m, float64(x.MaxCall)/float64(targetSlowestCall))
 	}
 	{
 		t := "footprint: lokislog service ≤ +1.0 MB over slog.NewJSONHandler service (stripped)"
@@ -314,6 +345,72 @@ func report(w io.Writer, r *results) {
 		for _, e := range r.Errors {
 			fmt.Fprintf(w, "- %s\n", strings.ReplaceAll(e, "\n", "\n  "))
 		}
+	}
+}
+
+// slowestAt is the steady run's slowest call and when it began.
+func slowestAt(x steadyResult) string {
+	if x.MaxCall <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%s (%.2f s)", dur(x.MaxCall), x.MaxCallAt.Seconds())
+}
+
+// runsOf returns the delivery results of one kind of run: "normal",
+// "outage" or "steady".
+func runsOf(r *results, kind string) map[string]runResult {
+	switch kind {
+	case "outage":
+		return r.Outage
+	case "steady":
+		m := make(map[string]runResult, len(r.Steady))
+		for name, x := range r.Steady {
+			m[name] = x.runResult
+		}
+		return m
+	}
+	return r.Normal
+}
+
+// reportSteady writes the table of the steady runs.
+func reportSteady(w io.Writer, r *results) {
+	if len(r.Steady) == 0 {
+		return
+	}
+	var first steadyResult
+	for _, x := range r.Steady {
+		first = x
+		break
+	}
+	fmt.Fprintf(w, "\n## Steady logging with an outage in the middle\n\n")
+	fmt.Fprintf(w, "%d records/s in total from %d goroutines for %v (%d records, each goroutine logging every record due at each wake-up, about every millisecond)",
+		first.Rate, contest.Workers, first.Steady, first.Scheduled)
+	if first.Outage > 0 {
+		fmt.Fprintf(w, "; the receiver answers 503 for %v from %v after the first record. The contestants without a receiver have the same window, with nothing to fail",
+			first.Outage, steadyOutageAt(first.Steady, first.Outage))
+	}
+	fmt.Fprintf(w, ". Every logger.Info call is timed on its own; the cores are not saturated, so a slow call waited on the handler (Loki, the disk, a lock) more than for a CPU. Logging stops %v after the first record whatever is left.\n\n", first.Cap)
+	fmt.Fprintf(w, "| contestant | logged | logging took | behind schedule (max) | slowest call (began at) | slowest during the outage | calls > 1 ms (during the outage) | p99.9 | p99.99 | delivered |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range contest.All {
+		x, ok := r.Steady[c.Name]
+		if !ok {
+			continue
+		}
+		logged := fmt.Sprint(x.Records)
+		if x.Records < x.Scheduled {
+			logged = fmt.Sprintf("%d of %d", x.Records, x.Scheduled)
+		}
+		took := dur(x.LoggingTime)
+		if x.Capped {
+			took += " (" + strings.TrimPrefix(cappedNote(x), ", ") + ")"
+		}
+		delivered := fmt.Sprintf("%s (%s)", share(x.Delivered, x.Records), x.Ended)
+		if !c.Ships {
+			delivered = "– (local)"
+		}
+		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | %s | %d (%d) | %s | %s | %s |\n", c.Name, logged, took, dur(x.MaxLag),
+			slowestAt(x), dur(x.OutageMaxCall), x.CallsOver1ms, x.OutageCallsOver1ms, dur(x.P999), dur(x.P9999), delivered)
 	}
 }
 
