@@ -218,6 +218,10 @@ type openBatch struct {
 	tenant  string
 	streams []exporter.Stream
 	index   map[string]int
+	// lastLabels and lastStream: the stream of the last entry added, so
+	// that a run of entries of one stream skips the index lookup.
+	lastLabels string
+	lastStream int
 	size    int
 	n       int
 	created time.Time
@@ -437,7 +441,10 @@ again:
 		b.open[tenant] = ob
 		newBatch = true // the worker must time its BatchWait
 	}
-	si, ok := ob.index[labels]
+	si, ok := ob.lastStream, ob.n > 0 && ob.lastLabels == labels
+	if !ok {
+		si, ok = ob.index[labels]
+	}
 	extra := size
 	if !ok {
 		extra += len(labels)
@@ -496,6 +503,7 @@ again:
 		ob.index[labels] = si
 		ob.streams = append(ob.streams, exporter.Stream{Labels: labels, Entries: b.recycle.entrySlice()})
 	}
+	ob.lastStream, ob.lastLabels = si, labels
 	e := exporter.Entry{Timestamp: ts, Line: ob.arena.str(line)}
 	if len(meta) > 0 {
 		start := len(ob.metas)
