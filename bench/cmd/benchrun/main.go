@@ -12,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -46,6 +47,7 @@ type options struct {
 	profile   string
 	lean      bool
 	spillMin  uint64
+	spillRuns int
 	// The steady run: o.steadyRate records per second in total for
 	// o.steady, with the outage in the middle.
 	steady     time.Duration
@@ -77,6 +79,7 @@ func main() {
 	flag.StringVar(&o.jsonOut, "json", "", "also write the raw results to this JSON `file`")
 	flag.StringVar(&o.profile, "profile", "", "write CPU and heap profiles of the delivery runs into this `directory` (the heap profile is taken at the end of the burst)")
 	flag.Uint64Var(&o.spillMin, "spill-records", 100_000, "the spool throughput runs add at least this many records (fewer stay in memory)")
+	flag.IntVar(&o.spillRuns, "spill-rounds", 3, "rounds of the spool throughput measurement, each a spool run and a sequential write of the same bytes; medians are reported")
 	flag.BoolVar(&o.lean, "lean", true, "run lokislog and the floor in a binary built without the peers (-tags nopeers)")
 	flag.StringVar(&o.role, "role", "", "internal: receiver, handle, run, steady or spill")
 	flag.StringVar(&o.contestant, "contestant", "", "internal: the contestant of a child")
@@ -137,6 +140,10 @@ type results struct {
 	// sequential write of the same bytes.
 	Spill    map[string]spillResult `json:"spill"`
 	SpillSeq map[string]seqWrite    `json:"spill_seq"`
+	// SpillRates and SpillSeqRates are every round's rates (bytes/s) by
+	// spool mode; Spill and SpillSeq hold the median rounds.
+	SpillRates    map[string][]float64 `json:"spill_rates"`
+	SpillSeqRates map[string][]float64 `json:"spill_seq_rates"`
 	// Elapsed is how long the whole run took.
 	Elapsed time.Duration `json:"elapsed"`
 	// ReceiverCPU is the receiver's CPU time during each delivery run
@@ -196,6 +203,7 @@ func runTo(o *options, out io.Writer) (*results, error) {
 		Steady: map[string]steadyResult{}, SteadyPS: map[string]childStats{},
 		Footprint: map[string]footprint{}, ReceiverCPU: map[string]time.Duration{},
 		Spill: map[string]spillResult{}, SpillSeq: map[string]seqWrite{},
+		SpillRates: map[string][]float64{}, SpillSeqRates: map[string][]float64{},
 	}
 	started := time.Now()
 	logf("work directory %s", work)
@@ -425,31 +433,47 @@ func (p *parent) delivery(c contest.Contestant, outage bool) {
 func (p *parent) spillThroughput() {
 	n := max(p.o.records, p.o.spillMin)
 	for _, mode := range []string{"spill", "always"} {
-		b, _, err := p.child("spill-"+mode, p.lean, "-role=spill", "-spool-mode="+mode,
-			fmt.Sprintf("-records=%d", n), "-timeout="+p.o.timeout.String())
-		var r spillResult
-		if err == nil {
-			err = json.Unmarshal(b, &r)
+		// Alternate spool runs and sequential writes so that what else
+		// runs on the machine weighs on both alike; report medians.
+		var runs []spillResult
+		var seqs []seqWrite
+		for round := range max(p.o.spillRuns, 1) {
+			b, _, err := p.child(fmt.Sprintf("spill-%s-%d", mode, round+1), p.lean, "-role=spill", "-spool-mode="+mode,
+				fmt.Sprintf("-records=%d", n), "-timeout="+p.o.timeout.String())
+			var r spillResult
+			if err == nil {
+				err = json.Unmarshal(b, &r)
+			}
+			if err != nil {
+				p.fail("spill throughput (%s): %v", mode, err)
+				break
+			}
+			if r.Bytes == 0 || r.Time == 0 {
+				p.fail("spill throughput (%s): nothing was spilled", mode)
+				break
+			}
+			sw, err := measureSeqWrite(p.work, r.Bytes)
+			if err != nil {
+				p.fail("sequential write: %v", err)
+				break
+			}
+			logf("spill (%s, buffer layer, round %d): %d bytes (%d entries) in %v; sequential write of the same bytes: %v",
+				mode, round+1, r.Bytes, r.Spilled, r.Time, sw.Time)
+			runs, seqs = append(runs, r), append(seqs, sw)
+			p.res.SpillRates[mode] = append(p.res.SpillRates[mode], bytesPerSec(r.Bytes, r.Time))
+			p.res.SpillSeqRates[mode] = append(p.res.SpillSeqRates[mode], bytesPerSec(sw.Bytes, sw.Time))
 		}
-		if err != nil {
-			p.fail("spill throughput (%s): %v", mode, err)
+		if len(runs) == 0 {
 			continue
 		}
-		p.res.Spill[mode] = r
-		if r.Bytes == 0 {
-			p.fail("spill throughput (%s): nothing was spilled", mode)
-			continue
-		}
-		sw, err := measureSeqWrite(p.work, r.Bytes)
-		if err != nil {
-			p.fail("sequential write: %v", err)
-			continue
-		}
-		p.res.SpillSeq[mode] = sw
-		logf("spill (%s, buffer layer): %d bytes (%d entries) in %v; sequential write of the same bytes: %v",
-			mode, r.Bytes, r.Spilled, r.Time, sw.Time)
+		slices.SortFunc(runs, func(a, b spillResult) int { return cmp.Compare(bytesPerSec(a.Bytes, a.Time), bytesPerSec(b.Bytes, b.Time)) })
+		slices.SortFunc(seqs, func(a, b seqWrite) int { return cmp.Compare(bytesPerSec(a.Bytes, a.Time), bytesPerSec(b.Bytes, b.Time)) })
+		p.res.Spill[mode], p.res.SpillSeq[mode] = runs[len(runs)/2], seqs[len(seqs)/2]
 	}
 }
+
+// bytesPerSec is n bytes per d.
+func bytesPerSec(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() }
 
 // seqWrite is this machine's sequential write throughput for the bytes
 // lokislog spilled.

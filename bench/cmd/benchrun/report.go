@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -248,6 +249,11 @@ func report(w io.Writer, r *results) {
 		spill := float64(x.Bytes) / x.Time.Seconds()
 		seq := float64(sw.Bytes) / sw.Time.Seconds()
 		m := fmt.Sprintf("%s/s vs %s/s (%s)", mib(int64(spill)), mib(int64(seq)), mib(x.Bytes))
+		if rs, ss := r.SpillRates[mode], r.SpillSeqRates[mode]; len(rs) > 1 && len(ss) > 1 {
+			m = fmt.Sprintf("%s/s (%.0f–%.0f) vs %s/s (%.0f–%.0f): medians of %d alternating rounds of %s",
+				mib(int64(spill)), slices.Min(rs)/(1<<20), slices.Max(rs)/(1<<20),
+				mib(int64(seq)), slices.Min(ss)/(1<<20), slices.Max(ss)/(1<<20), len(rs), mib(x.Bytes))
+		}
 		if mode == "spill" {
 			row(t, m, fmt.Sprintf("%.2f×", spill/seq), spill/seq >= targetSpillRatio)
 		} else {
