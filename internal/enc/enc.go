@@ -72,6 +72,12 @@ func NeedsQuoting(s string) bool {
 	return !bareWord(x) && needsQuotingFrom(s, 0)
 }
 
+// safeWord reports whether the eight bytes of x are all ASCII that a JSON
+// string holds as they are (safe).
+func safeWord(x uint64) bool {
+	return x&hi8 == 0 && !hasLess(x, 0x20) && !hasZero(x^(lo8*'"')) && !hasZero(x^(lo8*'\\'))
+}
+
 // bareWord reports whether the eight bytes of x are all bare ASCII.
 func bareWord(x uint64) bool {
 	return x&hi8 == 0 && !hasLess(x, 0x21) && !hasZero(x^(lo8*'=')) && !hasZero(x^(lo8*'"'))
@@ -124,6 +130,13 @@ func hasZero(x uint64) bool { return hasLess(x, 1) }
 func AppendEscaped(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight safe ASCII bytes at a time.
+		for i+8 <= len(s) && safeWord(load64(unsafe.StringData(s), i)) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if safe[b] {
