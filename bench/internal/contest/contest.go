@@ -166,7 +166,9 @@ func BenchHandle(b *testing.B, c Contestant, env Env) {
 	})
 	b.StopTimer()
 	if inst.Lokislog != nil {
-		b.ReportMetric(float64(Dropped(inst.Lokislog.Stats()))/float64(b.N), "drops/op")
+		st := inst.Lokislog.Stats()
+		b.ReportMetric(float64(Dropped(st))/float64(b.N), "drops/op")
+		b.ReportMetric(float64(st.Spilled)/float64(b.N), "spilled/op")
 	}
 	if err := Close(inst); err != nil {
 		b.Errorf("%s: close: %v", c.Name, err)
