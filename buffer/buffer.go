@@ -331,6 +331,7 @@ func New(cfg Config) (*Buffer, error) {
 			SyncInterval: cfg.SpoolSyncInterval,
 			ErrorHandler: b.errs.report,
 			FS:           cfg.spoolFS,
+			PrepareFirst: cfg.SpoolMode == SpoolAlways, // the first record is written at once
 		})
 		if err != nil {
 			return nil, fmt.Errorf("buffer: %w", err)

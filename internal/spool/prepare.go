@@ -80,8 +80,8 @@ func (s *Spool) usePreparer() bool {
 }
 
 // startPreparer starts the preparer goroutine. Open calls it. The first
-// segment is prepared once a writer segment is mapped: a spool that is
-// only read creates no file.
+// segment is prepared once a writer segment is mapped (a spool that is
+// only read creates no file), or at once with Options.PrepareFirst.
 func (s *Spool) startPreparer() {
 	s.pr = &preparer{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.prepareLoop()

@@ -72,6 +72,33 @@ func TestPreparedSegmentUsed(t *testing.T) {
 	}
 }
 
+// TestPrepareFirst checks that with PrepareFirst the first segment is
+// prepared before any Append and that the first Append writes into it,
+// and that without it a spool only opened creates no file.
+func TestPrepareFirst(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir, Sync: SyncNever, PrepareFirst: true})
+	p := waitPrepared(t, s)
+	appendN(t, s, 0, 1, 80)
+	s.mu.Lock()
+	num, m := s.wseg.num, s.wmap
+	s.mu.Unlock()
+	if num != 1 || unsafe.SliceData(m) != unsafe.SliceData(p.m) {
+		t.Fatalf("first append on segment %d (prepared mapping: %v), want segment 1 from the prepared file",
+			num, unsafe.SliceData(m) == unsafe.SliceData(p.m))
+	}
+
+	dir2 := t.TempDir()
+	s2 := openT(t, Options{Dir: dir2, Sync: SyncNever})
+	time.Sleep(50 * time.Millisecond) // a preparer kicked at Open would have begun
+	s2.mu.Lock()
+	ready := s2.pr.ready
+	s2.mu.Unlock()
+	if _, err := os.Stat(filepath.Join(dir2, prepName)); ready != nil || err == nil {
+		t.Fatalf("a spool only opened prepared a segment (ready %v, stat error %v)", ready != nil, err)
+	}
+}
+
 // TestPreparedSegmentCrash checks that a prepared file left by a crash is
 // removed by Open and loses nothing.
 func TestPreparedSegmentCrash(t *testing.T) {

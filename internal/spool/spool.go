@@ -102,6 +102,13 @@ type Options struct {
 	// one write(2). Both write the same files with the same guarantees;
 	// see the package documentation, "Writing".
 	NoMmap bool
+	// PrepareFirst prepares the first segment in the background as soon
+	// as the spool is open (with the mmap writer), so that the first
+	// Append does not create, preallocate and fault in a file itself. By
+	// default the first segment is made by the first Append, and a spool
+	// that is only read never creates one. Buffer's "always" mode, which
+	// writes from the first record on, sets it.
+	PrepareFirst bool
 
 	// ErrorHandler receives errors that no call can return: failed
 	// background flushes (SyncInterval) and failed clean-up steps. It is
@@ -352,6 +359,9 @@ func Open(opts Options) (*Spool, error) {
 	}
 	if s.usePreparer() {
 		s.startPreparer()
+		if o.PrepareFirst {
+			s.kickPreparer()
+		}
 	}
 	return s, nil
 }
