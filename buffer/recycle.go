@@ -25,8 +25,8 @@ type recycler struct {
 }
 
 const (
-	recycleChunks = 32 // 2 MiB of arena chunks
-	recycleSlices = 8  // entry and metadata slices, stream indexes
+	recycleChunks = 16 // 1 MiB of arena chunks
+	recycleSlices = 4  // entry and metadata slices, stream indexes
 	// minRecycledEntries: smaller entry slices are not worth keeping.
 	minRecycledEntries = 64
 )
