@@ -222,11 +222,11 @@ type openBatch struct {
 	// that a run of entries of one stream skips the index lookup.
 	lastLabels string
 	lastStream int
-	size    int
-	n       int
-	created time.Time
-	arena   arena
-	metas   []exporter.LabelPair
+	size       int
+	n          int
+	created    time.Time
+	arena      arena
+	metas      []exporter.LabelPair
 	// mark is the spool record of the last entry ("always" mode), when
 	// every entry of the batch is on disk (marked).
 	mark   spool.Mark

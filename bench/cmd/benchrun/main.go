@@ -466,8 +466,12 @@ func (p *parent) spillThroughput() {
 		if len(runs) == 0 {
 			continue
 		}
-		slices.SortFunc(runs, func(a, b spillResult) int { return cmp.Compare(bytesPerSec(a.Bytes, a.Time), bytesPerSec(b.Bytes, b.Time)) })
-		slices.SortFunc(seqs, func(a, b seqWrite) int { return cmp.Compare(bytesPerSec(a.Bytes, a.Time), bytesPerSec(b.Bytes, b.Time)) })
+		slices.SortFunc(runs, func(a, b spillResult) int {
+			return cmp.Compare(bytesPerSec(a.Bytes, a.Time), bytesPerSec(b.Bytes, b.Time))
+		})
+		slices.SortFunc(seqs, func(a, b seqWrite) int {
+			return cmp.Compare(bytesPerSec(a.Bytes, a.Time), bytesPerSec(b.Bytes, b.Time))
+		})
 		p.res.Spill[mode], p.res.SpillSeq[mode] = runs[len(runs)/2], seqs[len(seqs)/2]
 	}
 }
