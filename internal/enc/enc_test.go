@@ -37,7 +37,7 @@ func FuzzAppendJSONString(f *testing.F) {
 		if b[0] != 'x' {
 			t.Fatal("prefix overwritten")
 		}
-		if ref := appendEscapedRef([]byte(`x"`), s); string(b[:len(b)-1]) != string(ref) {
+		if ref := appendEscaped([]byte(`x"`), s, false); string(b[:len(b)-1]) != string(ref) {
 			t.Fatalf("AppendJSONString(%q) = %s, byte-by-byte escaping gives %s\"", s, b[1:], ref[1:])
 		}
 		var got string
@@ -215,54 +215,6 @@ func BenchmarkNeedsQuoting(b *testing.B) {
 			}
 		})
 	}
-}
-
-// appendEscapedRef is AppendEscaped byte by byte: the definition the fuzz
-// target compares the word-at-a-time version with.
-func appendEscapedRef(dst []byte, s string) []byte {
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if safe[b] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(dst, s[start:]...)
 }
 
 // BenchmarkAppendJSONString escapes the workload's message and a longer

@@ -203,16 +203,8 @@ func childRun(o *options) error {
 	}
 
 	// Flush concurrently with watching the receiver.
-	flushCtx, cancelFlush := context.WithTimeout(context.Background(), o.timeout)
+	flushDone, cancelFlush := startFlush(inst, o.timeout)
 	defer cancelFlush()
-	flushDone := make(chan error, 1)
-	go func() {
-		if inst.Flush == nil {
-			flushDone <- nil
-			return
-		}
-		flushDone <- inst.Flush(flushCtx)
-	}()
 
 	if c.Ships {
 		res.Ended = waitDelivery(rc, o, start, outage, &outageStart, flushDone, &res)
@@ -394,4 +386,20 @@ func writeHeapProfile(path string) error {
 	}
 	defer f.Close()
 	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// startFlush calls inst.Flush (when it has one) on a goroutine of its own
+// with a context ending after timeout, and returns the channel its result
+// comes on; cancel ends the context.
+func startFlush(inst *contest.Instance, timeout time.Duration) (done <-chan error, cancel context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ch := make(chan error, 1)
+	go func() {
+		if inst.Flush == nil {
+			ch <- nil
+			return
+		}
+		ch <- inst.Flush(ctx)
+	}()
+	return ch, cancel
 }

@@ -328,16 +328,8 @@ func childSteady(o *options) error {
 
 	// Flush concurrently with watching the receiver, as childRun does;
 	// waiting ends at the latest o.timeout after logging ended.
-	flushCtx, cancelFlush := context.WithTimeout(context.Background(), o.timeout)
+	flushDone, cancelFlush := startFlush(inst, o.timeout)
 	defer cancelFlush()
-	flushDone := make(chan error, 1)
-	go func() {
-		if inst.Flush == nil {
-			flushDone <- nil
-			return
-		}
-		flushDone <- inst.Flush(flushCtx)
-	}()
 	if c.Ships {
 		wo := *o
 		wo.records = res.Records
