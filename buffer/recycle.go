@@ -42,12 +42,16 @@ func pop[T any](list *[]T) (v T) {
 	return v
 }
 
+// take pops the last element of one of r's lists under r's lock.
+func take[T any](r *recycler, list *[]T) T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return pop(list)
+}
+
 // chunk returns an empty arena chunk of chunkSize bytes.
 func (r *recycler) chunk() []byte {
-	r.mu.Lock()
-	c := pop(&r.chunks)
-	r.mu.Unlock()
-	if c != nil {
+	if c := take(r, &r.chunks); c != nil {
 		return c[:0]
 	}
 	return make([]byte, 0, chunkSize)
@@ -55,23 +59,12 @@ func (r *recycler) chunk() []byte {
 
 // entrySlice returns an empty slice for a stream's entries (nil when none
 // is kept).
-func (r *recycler) entrySlice() []exporter.Entry {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return pop(&r.entries)
-}
+func (r *recycler) entrySlice() []exporter.Entry { return take(r, &r.entries) }
 
-func (r *recycler) metaSlice() []exporter.LabelPair {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return pop(&r.metas)
-}
+func (r *recycler) metaSlice() []exporter.LabelPair { return take(r, &r.metas) }
 
 func (r *recycler) index() map[string]int {
-	r.mu.Lock()
-	m := pop(&r.indexes)
-	r.mu.Unlock()
-	if m != nil {
+	if m := take(r, &r.indexes); m != nil {
 		return m
 	}
 	return make(map[string]int)
@@ -92,7 +85,7 @@ func (r *recycler) put(s *sealed) {
 	for i := range s.batch.Streams {
 		e := s.batch.Streams[i].Entries
 		s.batch.Streams[i].Entries = nil
-		if cap(e) >= minRecycledEntries {
+		if cap(e) >= minRecycledEntries && len(entries) < recycleSlices { // more could not be kept
 			clear(e) // no string of a recycled chunk stays reachable
 			entries = append(entries, e[:0])
 		}
