@@ -62,14 +62,7 @@ func TestRecycledMemoryIntact(t *testing.T) {
 			}
 			wg.Wait()
 			down.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			if err := b.Flush(ctx); err != nil {
-				t.Fatalf("Flush: %v", err)
-			}
-			if err := b.Shutdown(ctx); err != nil {
-				t.Fatalf("Shutdown: %v", err)
-			}
+			flushAndShutdown(t, b)
 			var dropped uint64
 			for _, n := range b.Stats().Dropped {
 				dropped += n
@@ -170,14 +163,7 @@ func TestAlwaysDiskAndLokiFlappingLoseNothing(t *testing.T) {
 	flap.Wait()
 	broken.Store(false)
 	down.Store(false)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := b.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	if err := b.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
+	flushAndShutdown(t, b)
 	got := map[string]bool{}
 	for _, lines := range r.lines() {
 		for _, l := range lines {
@@ -205,4 +191,18 @@ func TestAlwaysDiskAndLokiFlappingLoseNothing(t *testing.T) {
 		t.Fatalf("the disk (%d errors) or Loki (%d errors) never failed", st.DiskErrors, st.ExportErrors)
 	}
 	t.Logf("%d entries, %d refused, %d disk errors, %d export errors", total, refused.Load(), st.DiskErrors, st.ExportErrors)
+}
+
+// flushAndShutdown flushes b and shuts it down, failing the test on an
+// error of either.
+func flushAndShutdown(t *testing.T, b *Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
 }

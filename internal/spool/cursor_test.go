@@ -54,15 +54,7 @@ func TestAppendDuringCursorWrite(t *testing.T) {
 			t.Errorf("Next: %v", err)
 		}
 	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Append waited for the cursor write")
-	}
-	release()
-	if err := <-acked; err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
+	notWaiting(t, done, "Append waited for the cursor write", release, acked)
 	s.Rewind()
 	if got := ids(t, drain(t, s)); !equalInts(got, seq(1, 30)) {
 		t.Fatalf("read back %v", got)
@@ -113,15 +105,7 @@ func TestAppendDuringSegmentRemoval(t *testing.T) {
 		defer close(done)
 		appendN(t, s, 20, 20, 80)
 	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Append waited for a segment removal")
-	}
-	release()
-	if err := <-acked; err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
+	notWaiting(t, done, "Append waited for a segment removal", release, acked)
 	for _, name := range []string{segmentName(1), segmentName(2)} {
 		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
 			t.Errorf("%s after the Ack returned: %v", name, err)
@@ -129,5 +113,21 @@ func TestAppendDuringSegmentRemoval(t *testing.T) {
 	}
 	if got := ids(t, drain(t, s)); !equalInts(got, seq(20, 40)) {
 		t.Fatalf("read back %v", got)
+	}
+}
+
+// notWaiting fails the test with msg unless done closes within 10 s while
+// the acknowledgement is held; then it lets the acknowledgement go and
+// checks its result.
+func notWaiting(t *testing.T, done <-chan struct{}, msg string, release func(), acked <-chan error) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal(msg)
+	}
+	release()
+	if err := <-acked; err != nil {
+		t.Fatalf("Ack: %v", err)
 	}
 }
