@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -83,8 +82,8 @@ type ClientStats struct {
 // goroutine at any time.
 type Client struct {
 	set       *settings
-	hc        *http.Client
-	transport *http.Transport // the client's own; nil with Config.HTTPClient
+	hc        Doer
+	transport *transport // the client's own; nil with Config.HTTPClient
 
 	// stop is cancelled, with cause ErrShutdown, by Shutdown; running Export
 	// calls derive their contexts from it.
@@ -121,22 +120,8 @@ func NewClient(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("exporter: %w", err)
 		}
-		c.transport = &http.Transport{
-			Proxy: http.ProxyFromEnvironment,
-			DialContext: (&net.Dialer{
-				Timeout:   set.cfg.Timeout,
-				KeepAlive: 30 * time.Second,
-			}).DialContext,
-			TLSClientConfig:       tc,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          4,
-			MaxIdleConnsPerHost:   2, // Export is called one at a time
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   set.cfg.Timeout,
-			ExpectContinueTimeout: time.Second,
-			ResponseHeaderTimeout: set.cfg.Timeout,
-		}
-		c.hc = &http.Client{Transport: c.transport, CheckRedirect: checkRedirect}
+		c.transport = newTransport(tc, set.cfg.Timeout)
+		c.hc = c.transport
 	}
 	c.stop, c.cancelStop = context.WithCancelCause(context.Background())
 	c.bo = backoff.NewExponentialBackOff(
@@ -147,16 +132,6 @@ func NewClient(cfg Config) (*Client, error) {
 		backoff.WithMaxElapsedTime(0), // Export's own budget applies
 	)
 	return c, nil
-}
-
-// checkRedirect follows redirects that keep the POST (307 and 308) and
-// stops at those that would turn it into a GET; the 3xx answer is then
-// handled as a rejection.
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if req.Method != http.MethodPost || len(via) >= 3 {
-		return http.ErrUseLastResponse
-	}
-	return nil
 }
 
 // Stats returns the client's counters. It never includes credentials.
@@ -203,7 +178,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 
 func (c *Client) closeIdle() {
 	if c.transport != nil {
-		c.transport.CloseIdleConnections()
+		c.transport.closeIdle()
 	}
 }
 

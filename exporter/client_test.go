@@ -657,10 +657,10 @@ func TestDefaults(t *testing.T) {
 		got.MaxRetryTime != DefaultMaxRetryTime || got.MaxRetryAfter != DefaultMaxRetryAfter || got.UserAgent != "lokislog/0.1.0" {
 		t.Errorf("defaults not applied: %+v", got)
 	}
-	if c.transport == nil || c.transport.TLSClientConfig.MinVersion == 0 {
+	if c.transport == nil || c.transport.tls.MinVersion == 0 {
 		t.Fatalf("own transport lacks TLS settings")
 	}
-	if reflect.ValueOf(c.transport.Proxy).Pointer() != reflect.ValueOf(http.ProxyFromEnvironment).Pointer() {
+	if reflect.ValueOf(c.transport.proxy).Pointer() != reflect.ValueOf(http.ProxyFromEnvironment).Pointer() {
 		t.Errorf("own transport does not use the proxy from the environment")
 	}
 	// NewClient never dials: a URL nobody listens on is fine.

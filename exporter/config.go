@@ -82,12 +82,17 @@ type Config struct {
 	// mTLS, server name. Ignored when HTTPClient is set.
 	TLS TLSConfig `json:"tls_config" yaml:"tls_config"`
 
-	// HTTPClient, when set, sends the requests instead of the client's own,
-	// which uses the proxy from the environment (HTTP_PROXY, HTTPS_PROXY,
-	// NO_PROXY) and TLS. The TLS field is then ignored, Shutdown does not
-	// close its idle connections, and its redirect policy applies. Default:
-	// the client's own.
-	HTTPClient *http.Client `json:"-" yaml:"-"`
+	// HTTPClient, when set, sends the requests instead of the client's own
+	// (an *http.Client is one). The client's own speaks HTTP/1.1, keeps one
+	// connection alive, uses the proxy from the environment (HTTP_PROXY,
+	// HTTPS_PROXY, NO_PROXY; http and https proxies) and TLS, and follows
+	// 307 and 308 redirects (up to 3) with the POST kept; it is not
+	// net/http's client, which would add about 0.45 MB to a program that
+	// does not use it otherwise. Set an *http.Client for HTTP/2 or a SOCKS
+	// proxy. The TLS field is then ignored, Shutdown does not close its
+	// idle connections, and its redirect policy applies. Default: the
+	// client's own.
+	HTTPClient Doer `json:"-" yaml:"-"`
 
 	// Timeout bounds each HTTP request (one attempt), response included.
 	// Default: 10s.

@@ -62,6 +62,12 @@
 //     push URL without user information or query, and known secrets echoed
 //     in an answer are masked.
 //   - Response bodies are read up to a limit and always closed.
+//   - The client's own transport speaks HTTP/1.1 over one kept-alive
+//     connection, with TLS and the proxy from the environment (http and
+//     https proxies; HTTPS through CONNECT). A kept connection found closed
+//     by the server before any answer is replaced at once, without
+//     counting a retry. [Config.HTTPClient] takes any [Doer] (an
+//     *http.Client for HTTP/2 or SOCKS).
 //   - Encode buffers are reused between calls; a buffer the HTTP transport
 //     may still read is never overwritten.
 //   - [Client.Shutdown] interrupts a running Export, waits for it, closes

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -127,9 +126,11 @@ type Config struct {
 	Headers map[string]string `json:"headers" yaml:"headers"`
 	// TLS configures certificates for https URLs. Default: system roots.
 	TLS TLSConfig `json:"tls_config" yaml:"tls_config"`
-	// HTTPClient, when set, is used for pushes instead of a client built
-	// from Timeout and TLS.
-	HTTPClient *http.Client `json:"-" yaml:"-"`
+	// HTTPClient, when set, sends the pushes instead of the client's own
+	// (HTTP/1.1, proxies from the environment, TLS; see
+	// [exporter.Config.HTTPClient]); an *http.Client is one. Set one for
+	// HTTP/2 or a SOCKS proxy. Default: the client's own.
+	HTTPClient exporter.Doer `json:"-" yaml:"-"`
 
 	// ErrorHandler receives asynchronous errors (failed pushes, drops).
 	// Default: a rate-limited line on stderr. It is never slog.Default().

@@ -1,0 +1,437 @@
+package exporter
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Doer sends one HTTP request and returns its response, as [http.Client]
+// does. [Config.HTTPClient] takes one.
+type Doer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// transport is the client's own HTTP/1.1 client: one connection at a time
+// (Export is called by one goroutine at a time), kept alive between
+// requests, proxies from the environment (HTTP_PROXY, HTTPS_PROXY,
+// NO_PROXY; http and https proxies), TLS, and 307/308 redirects followed
+// with the POST kept (others answer the request). It exists because net/http's client (its Transport with
+// HTTP/2, cookies, SOCKS and transparent gzip) costs a service that logs
+// through lokislog about 0.45 MB of binary; see docs/DESIGN.md.
+//
+// It speaks just what a push needs: a POST with a body of known length,
+// and a response with a Content-Length, chunked or read-until-close body.
+type transport struct {
+	tls     *tls.Config // base TLS settings; ServerName is filled per host
+	timeout time.Duration
+	proxy   func(*http.Request) (*url.URL, error)
+	dialTCP func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu     sync.Mutex
+	idle   *persistConn // at most one idle connection
+	closed bool         // closeIdle was called: keep nothing idle
+}
+
+// maxIdleAge is how long an idle connection is kept. Servers and load
+// balancers close idle connections after 60 s or more; a connection older
+// than this is not reused.
+const maxIdleAge = 30 * time.Second
+
+// maxRedirects is how many 307/308 redirects one request follows.
+const maxRedirects = 3
+
+// persistConn is a connection to one host (or through one proxy).
+type persistConn struct {
+	key    string // scheme://host|proxy
+	conn   net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	usedAt time.Time
+	reused bool
+}
+
+func newTransport(tc *tls.Config, timeout time.Duration) *transport {
+	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	return &transport{tls: tc, timeout: timeout, proxy: http.ProxyFromEnvironment, dialTCP: d.DialContext}
+}
+
+// Do sends req, following up to maxRedirects 307 and 308 redirects (the
+// method and body are kept; Authorization is dropped when the host
+// changes) and returning any other redirect as it is.
+func (t *transport) Do(req *http.Request) (*http.Response, error) {
+	for redirects := 0; ; redirects++ {
+		resp, err := t.roundTrip(req)
+		if err != nil {
+			return nil, &url.Error{Op: "Post", URL: req.URL.Redacted(), Err: err}
+		}
+		if (resp.StatusCode != http.StatusTemporaryRedirect && resp.StatusCode != http.StatusPermanentRedirect) ||
+			redirects == maxRedirects || req.GetBody == nil {
+			return resp, nil
+		}
+		loc := resp.Header.Get("Location")
+		next, err := req.URL.Parse(loc)
+		if loc == "" || err != nil || (next.Scheme != "http" && next.Scheme != "https") {
+			return resp, nil // answered as a rejection by the caller
+		}
+		drain(resp.Body)
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, &url.Error{Op: "Post", URL: req.URL.Redacted(), Err: err}
+		}
+		r := req.Clone(req.Context())
+		r.URL, r.Host, r.Body = next, "", body
+		if next.Hostname() != req.URL.Hostname() {
+			r.Header.Del("Authorization")
+		}
+		req = r
+	}
+}
+
+// drain reads what is left of a body, up to maxDrain, and closes it, so
+// that its connection can be reused.
+func drain(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, maxDrain)
+	_ = body.Close()
+}
+
+// roundTrip makes one request. A reused connection that the server closed
+// while it was idle fails before any answer: the request is then sent
+// once more on a new connection.
+func (t *transport) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	proxy, err := t.proxy(req)
+	if err != nil {
+		return nil, fmt.Errorf("proxy from environment: %w", err)
+	}
+	key := req.URL.Scheme + "://" + canonicalAddr(req.URL)
+	if proxy != nil {
+		key += "|" + proxy.String()
+	}
+	pc := t.getIdle(key)
+	for {
+		if pc == nil {
+			if pc, err = t.dial(ctx, req.URL, proxy, key); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := t.send(ctx, pc, req, proxy)
+		if err == nil {
+			return resp, nil
+		}
+		pc.conn.Close()
+		if !pc.reused || !errors.Is(err, errNoAnswer) || req.GetBody == nil || ctx.Err() != nil {
+			return nil, err
+		}
+		if req.Body, err = req.GetBody(); err != nil {
+			return nil, err
+		}
+		pc = nil
+	}
+}
+
+// errNoAnswer marks a connection that ended before any byte of a response.
+var errNoAnswer = errors.New("connection closed before a response")
+
+func (t *transport) getIdle(key string) *persistConn {
+	t.mu.Lock()
+	pc := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	if pc == nil {
+		return nil
+	}
+	if pc.key != key || time.Since(pc.usedAt) > maxIdleAge {
+		pc.conn.Close()
+		return nil
+	}
+	pc.reused = true
+	return pc
+}
+
+func (t *transport) putIdle(pc *persistConn) {
+	pc.usedAt = time.Now()
+	t.mu.Lock()
+	old := t.idle
+	if t.closed {
+		old = pc
+	} else {
+		t.idle = pc
+	}
+	t.mu.Unlock()
+	if old != nil {
+		old.conn.Close()
+	}
+}
+
+// closeIdle closes the idle connection, and makes every connection in use
+// close when its request ends (the client is shutting down).
+func (t *transport) closeIdle() {
+	t.mu.Lock()
+	pc := t.idle
+	t.idle, t.closed = nil, true
+	t.mu.Unlock()
+	if pc != nil {
+		pc.conn.Close()
+	}
+}
+
+// canonicalAddr returns u's host:port, with the scheme's default port.
+func canonicalAddr(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// dial connects to target, through proxy when it is not nil (an HTTPS
+// target through a CONNECT tunnel), and makes the TLS handshake.
+func (t *transport) dial(ctx context.Context, target, proxy *url.URL, key string) (*persistConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	addr := canonicalAddr(target)
+	if proxy != nil {
+		if proxy.Scheme != "http" && proxy.Scheme != "https" {
+			return nil, fmt.Errorf("proxy scheme %q is not supported (want http or https)", proxy.Scheme)
+		}
+		addr = canonicalAddr(proxy)
+	}
+	conn, err := t.dialTCP(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if proxy != nil && proxy.Scheme == "https" {
+		if conn, err = t.handshake(ctx, conn, proxy.Hostname()); err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+	}
+	if proxy != nil && target.Scheme == "https" {
+		if err := connect(ctx, conn, proxy, canonicalAddr(target)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	if target.Scheme == "https" {
+		if conn, err = t.handshake(ctx, conn, target.Hostname()); err != nil {
+			return nil, err
+		}
+	}
+	return &persistConn{key: key, conn: conn, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, nil
+}
+
+func (t *transport) handshake(ctx context.Context, conn net.Conn, host string) (net.Conn, error) {
+	cfg := t.tls.Clone()
+	if cfg == nil {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// connect opens a tunnel to addr through the proxy conn is connected to.
+func connect(ctx context.Context, conn net.Conn, proxy *url.URL, addr string) error {
+	defer watch(ctx, conn)()
+	w := bufio.NewWriter(conn)
+	w.WriteString("CONNECT " + addr + " HTTP/1.1\r\nHost: " + addr + "\r\n")
+	writeProxyAuth(w, proxy)
+	w.WriteString("\r\n")
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("proxy: %w", ctxErr(ctx, err))
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", ctxErr(ctx, err))
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("proxy: CONNECT %s: %s", addr, resp.Status)
+	}
+	if br.Buffered() > 0 {
+		return errors.New("proxy: data after the CONNECT answer")
+	}
+	return nil
+}
+
+func writeProxyAuth(w *bufio.Writer, proxy *url.URL) {
+	if proxy.User == nil {
+		return
+	}
+	pw, _ := proxy.User.Password()
+	w.WriteString("Proxy-Authorization: Basic " +
+		base64.StdEncoding.EncodeToString([]byte(proxy.User.Username()+":"+pw)) + "\r\n")
+}
+
+// aLongTimeAgo is a deadline in the past: setting it makes blocked reads
+// and writes return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// watch makes conn's reads and writes follow ctx: its deadline, and its
+// cancellation. The returned function stops that.
+func watch(ctx context.Context, conn net.Conn) (stop func()) {
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	stopCancel := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
+	return func() {
+		stopCancel()
+		conn.SetDeadline(time.Time{})
+	}
+}
+
+// ctxErr returns ctx's error when ctx has ended (the deadline or
+// cancellation is what made the connection fail), and err otherwise.
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := context.Cause(ctx); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// send writes req on pc and reads the response head. The returned body
+// gives the connection back (or closes it) when it is closed.
+func (t *transport) send(ctx context.Context, pc *persistConn, req *http.Request, proxy *url.URL) (*http.Response, error) {
+	stop := watch(ctx, pc.conn)
+	if err := writeRequest(pc.bw, req, proxy); err != nil {
+		stop()
+		return nil, t.connErr(ctx, pc, err, false)
+	}
+	var resp *http.Response
+	for {
+		_, err := pc.br.Peek(1)
+		if err != nil {
+			stop()
+			return nil, t.connErr(ctx, pc, err, true)
+		}
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			stop()
+			return nil, ctxErr(ctx, err)
+		}
+		// 1xx answers (103 Early Hints) precede the real one.
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	resp.Body = &connBody{rc: resp.Body, t: t, pc: pc, stop: stop, keep: !resp.Close, ctx: ctx}
+	return resp, nil
+}
+
+// connErr describes a failed write or a response that did not start. On a
+// reused connection that is the server having closed it while it was idle
+// (EOF, reset, broken pipe): it is marked errNoAnswer so that roundTrip
+// tries a new one.
+func (t *transport) connErr(ctx context.Context, pc *persistConn, err error, reading bool) error {
+	if cerr := context.Cause(ctx); cerr != nil {
+		return cerr
+	}
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		return err
+	}
+	if pc.reused {
+		return fmt.Errorf("%w: %w", errNoAnswer, err)
+	}
+	if reading && errors.Is(err, io.EOF) {
+		return errors.New("server closed the connection without answering")
+	}
+	return err
+}
+
+// writeRequest writes req as HTTP/1.1 with its body, which must have a
+// known length. Through an HTTP proxy (to an http:// URL) the request
+// line has the absolute URL.
+func writeRequest(w *bufio.Writer, req *http.Request, proxy *url.URL) error {
+	target := req.URL.RequestURI()
+	if proxy != nil && req.URL.Scheme == "http" {
+		u := *req.URL
+		u.User = nil
+		target = u.String()
+	}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	w.WriteString(req.Method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\n")
+	for name, values := range req.Header {
+		for _, v := range values {
+			w.WriteString(name + ": " + v + "\r\n")
+		}
+	}
+	if proxy != nil && req.URL.Scheme == "http" {
+		writeProxyAuth(w, proxy)
+	}
+	w.WriteString("Content-Length: " + strconv.FormatInt(req.ContentLength, 10) + "\r\n\r\n")
+	if req.Body != nil {
+		n, err := io.Copy(w, req.Body)
+		req.Body.Close()
+		if err != nil {
+			return err
+		}
+		if n != req.ContentLength {
+			return fmt.Errorf("body is %d bytes, not the %d announced", n, req.ContentLength)
+		}
+	}
+	return w.Flush()
+}
+
+// connBody is a response body. Read to its end and closed, it gives its
+// connection back for the next request; closed early, it closes it.
+type connBody struct {
+	rc   io.ReadCloser
+	t    *transport
+	pc   *persistConn
+	stop func()
+	keep bool
+	eof  bool
+	done bool
+	ctx  context.Context
+}
+
+func (b *connBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, errors.New("read on a closed body")
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	} else if err != nil {
+		b.keep = false
+		err = ctxErr(b.ctx, err)
+	}
+	return n, err
+}
+
+func (b *connBody) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	b.stop()
+	if b.eof && b.keep && b.ctx.Err() == nil {
+		b.t.putIdle(b.pc)
+	} else {
+		b.pc.conn.Close()
+	}
+	return nil
+}

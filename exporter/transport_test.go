@@ -1,0 +1,445 @@
+package exporter
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countedServer serves f on 127.0.0.1 and counts the connections it
+// accepts.
+func countedServer(t *testing.T, f *fakeLoki) (*httptest.Server, *atomic.Int32) {
+	var n atomic.Int32
+	srv := httptest.NewUnstartedServer(f)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+// TestKeepAlive checks that the client's own transport sends one push
+// after another on one connection.
+func TestKeepAlive(t *testing.T) {
+	f := newFake(t, nil)
+	srv, conns := countedServer(t, f)
+	c := newTestClient(t, fastConfig(srv.URL))
+	for range 5 {
+		if err := c.Export(context.Background(), testBatch(3, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 5 pushes, want 1", n)
+	}
+	if st := c.Stats(); st.Requests != 5 || st.Retries != 0 || st.EntriesSent != 15 {
+		t.Errorf("Stats = %+v, want 5 requests, no retry, 15 entries", st)
+	}
+}
+
+// TestStaleConnection checks that a kept connection the server closed
+// while it was idle costs no retry: the push goes out on a new one.
+func TestStaleConnection(t *testing.T) {
+	f := newFake(t, nil)
+	srv, conns := countedServer(t, f)
+	c := newTestClient(t, fastConfig(srv.URL))
+	for i := range 3 {
+		if err := c.Export(context.Background(), testBatch(2, 2)); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+		srv.CloseClientConnections()
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3 (one per push)", n)
+	}
+	st := c.Stats()
+	// Each push after the first is written on the dead connection, then
+	// once more on a new one.
+	if st.Requests != 5 || st.Retries != 0 || st.EntriesSent != 6 {
+		t.Errorf("Stats = %+v, want 5 requests, no retry and 6 entries sent", st)
+	}
+	if got := len(f.requests()); got != 3 {
+		t.Errorf("Loki received %d pushes, want 3", got)
+	}
+}
+
+// rawServer answers every request on 127.0.0.1 with the bytes answer
+// returns for it (after reading the request and its body), then closes the
+// connection if close says so. It returns the URL and the number of
+// connections accepted.
+func rawServer(t *testing.T, answer func(n int) (resp string, close bool)) (string, *atomic.Int32) {
+	var conns, reqs atomic.Int32
+	addr := serveConns(t, func(conn net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(conn)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			resp, closeConn := answer(int(reqs.Add(1)) - 1)
+			if _, err := io.WriteString(conn, resp); err != nil || closeConn {
+				return
+			}
+		}
+	})
+	return "http://" + addr, &conns
+}
+
+// serveConns accepts connections on 127.0.0.1 and runs handle on each in
+// its own goroutine, then closes it. It returns the address; the test's
+// cleanup stops it and waits for every handler.
+func serveConns(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				handle(conn)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// TestResponseForms checks the response bodies and odd answers the
+// transport reads itself: chunked, read until close, 1xx before the
+// answer, no answer, garbage.
+func TestResponseForms(t *testing.T) {
+	tests := map[string]struct {
+		resp   string
+		close  bool
+		want   outcome
+		reason string // PermanentError or StatusError reason
+		err    string // part of the error text
+		conns  int32  // connections for two pushes
+	}{
+		"chunked reason": {
+			resp:   "HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nbad l\r\n9\r\nine there\r\n0\r\n\r\n",
+			want:   rejected,
+			reason: "bad line there",
+			conns:  1,
+		},
+		"body until close": {
+			resp:   "HTTP/1.1 400 Bad Request\r\n\r\nout of order",
+			close:  true,
+			want:   rejected,
+			reason: "out of order",
+			conns:  2,
+		},
+		"connection close header": {
+			resp:  "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+			want:  delivered,
+			conns: 2,
+		},
+		"early hints first": {
+			resp:  "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+			want:  delivered,
+			conns: 1,
+		},
+		"http/1.0 answer": {
+			resp:  "HTTP/1.0 204 No Content\r\n\r\n",
+			want:  delivered,
+			conns: 2,
+		},
+		"no answer": {
+			resp:  "",
+			close: true,
+			want:  retryable,
+			err:   "without answering",
+		},
+		"garbage": {
+			resp:  "hello\r\n\r\n",
+			close: true,
+			want:  retryable,
+			err:   "malformed HTTP response",
+		},
+		"truncated body": {
+			resp:  "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 100\r\n\r\nshort",
+			close: true,
+			want:  retryable,
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			u, conns := rawServer(t, func(int) (string, bool) { return tt.resp, tt.close })
+			cfg := fastConfig(u)
+			cfg.MaxRetryTime = 50 * time.Millisecond
+			c := newTestClient(t, cfg)
+			for i := range 2 {
+				err := c.Export(context.Background(), testBatch(2, 1))
+				if got := classify(err); got != tt.want {
+					t.Fatalf("push %d: %v (%v), want %v", i, got, err, tt.want)
+				}
+				var pe *PermanentError
+				var se *StatusError
+				switch {
+				case tt.reason != "" && errors.As(err, &pe):
+					if pe.Reason != tt.reason {
+						t.Errorf("reason %q, want %q", pe.Reason, tt.reason)
+					}
+				case tt.reason != "" && errors.As(err, &se):
+					if se.Reason != tt.reason {
+						t.Errorf("reason %q, want %q", se.Reason, tt.reason)
+					}
+				case tt.reason != "":
+					t.Errorf("error %v has no reason", err)
+				}
+				if tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+					t.Errorf("error %v, want it to contain %q", err, tt.err)
+				}
+			}
+			if tt.conns != 0 && conns.Load() != tt.conns {
+				t.Errorf("%d connections for two pushes, want %d", conns.Load(), tt.conns)
+			}
+		})
+	}
+}
+
+// TestRedirectAuthorization checks that a 307 to another host does not
+// carry the credentials along, and one to the same host does.
+func TestRedirectAuthorization(t *testing.T) {
+	for _, sameHost := range []bool{true, false} {
+		target := newFake(t, nil)
+		dst := httptest.NewServer(target)
+		defer dst.Close()
+		loc := dst.URL + "/loki/api/v1/push"
+		if !sameHost {
+			loc = strings.Replace(loc, "127.0.0.1", "localhost", 1)
+		}
+		src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Location", loc)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+		}))
+		defer src.Close()
+		cfg := fastConfig(src.URL)
+		cfg.BearerToken = "sesame-token"
+		c := newTestClient(t, cfg)
+		if err := c.Export(context.Background(), testBatch(2, 2)); err != nil {
+			t.Fatalf("same host %v: %v", sameHost, err)
+		}
+		reqs := target.requests()
+		if len(reqs) != 1 {
+			t.Fatalf("same host %v: target got %d pushes, want 1", sameHost, len(reqs))
+		}
+		if got, want := reqs[0].Header.Get("Authorization") != "", sameHost; got != want {
+			t.Errorf("same host %v: Authorization sent %v, want %v", sameHost, got, want)
+		}
+		if st := c.Stats(); st.Requests != 2 || st.EntriesSent != 2 {
+			t.Errorf("same host %v: Stats = %+v, want 2 requests and 2 entries", sameHost, st)
+		}
+	}
+}
+
+// TestRedirectLimit checks that a redirect loop ends after three
+// redirects with the last answer, as a rejection.
+func TestRedirectLimit(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Location", r.URL.Path)
+		w.WriteHeader(http.StatusPermanentRedirect)
+	}))
+	defer srv.Close()
+	c := newTestClient(t, fastConfig(srv.URL))
+	err := c.Export(context.Background(), testBatch(1, 1))
+	var pe *PermanentError
+	if !errors.As(err, &pe) || pe.Status != http.StatusPermanentRedirect {
+		t.Fatalf("Export = %v, want a PermanentError with status 308", err)
+	}
+	if got := n.Load(); got != 1+maxRedirects {
+		t.Errorf("%d requests, want %d", got, 1+maxRedirects)
+	}
+}
+
+// TestHTTPProxy checks a push to an http:// URL through an HTTP proxy:
+// the request line carries the absolute URL, and the proxy's credentials
+// go in Proxy-Authorization.
+func TestHTTPProxy(t *testing.T) {
+	f := newFake(t, nil)
+	var seen atomic.Value
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.RequestURI + " " + r.Header.Get("Proxy-Authorization"))
+		f.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	cfg := fastConfig("http://loki.invalid:3100")
+	c := newTestClient(t, cfg)
+	pu, _ := url.Parse(proxy.URL)
+	pu.User = url.UserPassword("pu", "pw")
+	c.transport.proxy = http.ProxyURL(pu)
+	if err := c.Export(context.Background(), testBatch(2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	want := "http://loki.invalid:3100/loki/api/v1/push Basic " + base64.StdEncoding.EncodeToString([]byte("pu:pw"))
+	if got, _ := seen.Load().(string); got != want {
+		t.Errorf("proxy saw %q, want %q", got, want)
+	}
+	if len(f.requests()) != 1 {
+		t.Errorf("Loki received %d pushes, want 1", len(f.requests()))
+	}
+}
+
+// connectProxy is an HTTP proxy that only tunnels (CONNECT) to target,
+// whatever address was asked for; it records what it was asked.
+func connectProxy(t *testing.T, target string, status int) (string, *atomic.Value) {
+	var asked atomic.Value
+	addr := serveConns(t, func(conn net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(conn))
+		if err != nil {
+			return
+		}
+		asked.Store(req.Method + " " + req.RequestURI + " " + req.Header.Get("Proxy-Authorization"))
+		if status != http.StatusOK {
+			io.WriteString(conn, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+			return
+		}
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+		done := make(chan struct{})
+		go func() { io.Copy(up, conn); up.Close(); close(done) }()
+		io.Copy(conn, up)
+		conn.Close()
+		<-done
+	})
+	return "http://" + addr, &asked
+}
+
+// TestHTTPSProxy checks a push to an https:// URL through a CONNECT
+// tunnel, and a proxy that refuses the tunnel.
+func TestHTTPSProxy(t *testing.T) {
+	f := newFake(t, nil)
+	srv := httptest.NewTLSServer(f)
+	defer srv.Close()
+	for _, status := range []int{http.StatusOK, http.StatusProxyAuthRequired} {
+		pURL, asked := connectProxy(t, srv.Listener.Addr().String(), status)
+		cfg := fastConfig("https://loki.invalid")
+		cfg.TLS.InsecureSkipVerify = true
+		cfg.MaxRetryTime = 50 * time.Millisecond
+		c := newTestClient(t, cfg)
+		pu, _ := url.Parse(pURL)
+		pu.User = url.User("only-user")
+		c.transport.proxy = http.ProxyURL(pu)
+		err := c.Export(context.Background(), testBatch(2, 2))
+		want := "CONNECT loki.invalid:443 Basic " + base64.StdEncoding.EncodeToString([]byte("only-user:"))
+		if got, _ := asked.Load().(string); got != want {
+			t.Errorf("proxy was asked %q, want %q", got, want)
+		}
+		if status == http.StatusOK && err != nil {
+			t.Fatalf("through the tunnel: %v", err)
+		}
+		if status != http.StatusOK && (err == nil || !strings.Contains(err.Error(), "407")) {
+			t.Errorf("refused tunnel: Export = %v, want an error naming 407", err)
+		}
+	}
+	if len(f.requests()) != 1 {
+		t.Errorf("Loki received %d pushes, want 1", len(f.requests()))
+	}
+}
+
+// TestUnsupportedProxy checks that a SOCKS proxy from the environment is
+// a clear error, not a direct connection.
+func TestUnsupportedProxy(t *testing.T) {
+	c := newTestClient(t, fastConfig("http://127.0.0.1:1"))
+	c.transport.proxy = http.ProxyURL(&url.URL{Scheme: "socks5", Host: "127.0.0.1:1080"})
+	cfgCtx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	err := c.Export(cfgCtx, testBatch(1, 1))
+	if err == nil || !strings.Contains(err.Error(), `proxy scheme "socks5" is not supported`) {
+		t.Errorf("Export = %v, want the unsupported proxy named", err)
+	}
+}
+
+// FuzzTransportResponse feeds arbitrary bytes as Loki's answer: the
+// transport returns a response or an error, never panics or hangs, and
+// never reuses a connection it did not read to the end.
+func FuzzTransportResponse(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+		"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n\r\n",
+		"HTTP/1.1 500 x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"HTTP/1.1 307 Temporary Redirect\r\nLocation: ://bad\r\nContent-Length: 0\r\n\r\n",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		tr := newTransport(nil, time.Second)
+		tr.proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
+		tr.dialTCP = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			client, server := net.Pipe()
+			go func() {
+				defer server.Close()
+				server.SetDeadline(time.Now().Add(2 * time.Second))
+				req, err := http.ReadRequest(bufio.NewReader(server))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				server.Write(answer)
+			}()
+			return client, nil
+		}
+		defer tr.closeIdle()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		body := "payload"
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://loki.test/loki/api/v1/push", strings.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+		resp, err := tr.Do(req)
+		if err != nil {
+			if resp != nil {
+				t.Fatal("response and error")
+			}
+			return
+		}
+		drain(resp.Body)
+		tr.mu.Lock()
+		idle := tr.idle
+		tr.mu.Unlock()
+		if idle != nil && resp.Close {
+			t.Errorf("kept a connection the server asked to close")
+		}
+	})
+}
