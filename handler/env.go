@@ -40,9 +40,9 @@ func ConfigFromEnvPrefix(prefix string) (Config, error) {
 // LOKI_INSECURE_SKIP_VERIFY), and LOKI_LEVEL. An unset or empty variable
 // leaves its field alone; a set one replaces it (maps and lists too).
 //
-// Values are read as [LoadConfig] reads them: durations such as "1s" or
-// "7d", byte sizes such as 1048576 or "1MiB", levels by name or number,
-// booleans as strconv.ParseBool reads them or yes/no/on/off. Lists
+// Values are read as [Config.UnmarshalJSON] reads them: durations such as
+// "1s" or "7d", byte sizes such as 1048576 or "1MiB", levels by name or
+// number, booleans as strconv.ParseBool reads them or yes/no/on/off. Lists
 // (LOKI_LABEL_KEYS, LOKI_METADATA_KEYS) are comma-separated;
 // LOKI_LABELS and LOKI_HEADERS are comma-separated key=value pairs (a value
 // cannot hold a comma); spaces around items, keys and values are trimmed.
@@ -53,8 +53,9 @@ func ConfigFromEnvPrefix(prefix string) (Config, error) {
 // line breaks, is the value. Setting both a variable and its _FILE
 // variable is an error.
 //
-// A malformed value is an error that names the variable; all of them are
-// reported together and c is then unchanged. The values of secret
+// A malformed value is a [*ConfigError] whose Key is the variable's name
+// (with the prefix); all of them are reported together (errors.Join, so
+// errors.As finds the first) and c is then unchanged. The values of secret
 // variables (URL, username, password, bearer token, headers) never appear
 // in errors. ApplyEnv does not validate the result: [New] does.
 func (c *Config) ApplyEnv(prefix string) error {
@@ -191,12 +192,12 @@ func applyEnv(c Config, prefix string, lookup func(string) (string, bool), readF
 			fileName := name + "_FILE"
 			if path := get(fileName); path != "" {
 				if v != "" {
-					errs = append(errs, fmt.Errorf("%s and %s are both set; set one", name, fileName))
+					errs = append(errs, &ConfigError{Key: name, Err: fmt.Errorf("%s and %s are both set; set one", name, fileName)})
 					continue
 				}
 				s, err := readFile(path)
 				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: %w", fileName, err))
+					errs = append(errs, &ConfigError{Key: fileName, Err: err})
 					continue
 				}
 				name, v = fileName, s
@@ -207,10 +208,9 @@ func applyEnv(c Config, prefix string, lookup func(string) (string, bool), readF
 		}
 		if err := ev.set(&c, v); err != nil {
 			if ev.secret {
-				errs = append(errs, fmt.Errorf("%s: %w (value not shown)", name, err))
-			} else {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				err = fmt.Errorf("%w (value not shown)", err)
 			}
+			errs = append(errs, &ConfigError{Key: name, Err: err})
 		}
 	}
 	if len(errs) > 0 {

@@ -9,113 +9,100 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
-// MaxConfigSize is the largest configuration [LoadConfig] and
-// [LoadConfigFile] read.
-const MaxConfigSize = 1 << 20
+// ErrUnknownField is the Err of a [ConfigError] for a key that Config does
+// not have. When another tool (Promtail, Fluent Bit, Alloy) uses the key,
+// the error also names lokislog's key.
+var ErrUnknownField = errors.New("unknown field")
 
-// LoadConfigFile reads a Config from a YAML (.yaml, .yml) or JSON (.json)
-// file, chosen by the file's extension. See [LoadConfig].
-func LoadConfigFile(path string) (Config, error) {
-	var format string
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".yaml", ".yml":
-		format = "yaml"
-	case ".json":
-		format = "json"
-	default:
-		return Config{}, fmt.Errorf("handler: config %s: unknown extension, want .yaml, .yml or .json", path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("handler: config: %w", err)
-	}
-	defer f.Close()
-	c, err := loadConfig(f, format)
-	if err != nil {
-		return Config{}, fmt.Errorf("handler: config %s: %w", path, err)
-	}
-	return c, nil
+// ConfigError is an error in one key of a configuration: a key of a YAML
+// or JSON document read by [Config.UnmarshalYAML] or
+// [Config.UnmarshalJSON], or an environment variable read by
+// [Config.ApplyEnv]. Those methods return it wrapped; find it with
+// errors.As. The config package uses Key to add the line of a YAML file.
+type ConfigError struct {
+	// Key is the key's path from the Config, with dots between levels and
+	// list indexes in brackets ("batch_wait", "tls_config.ca_file",
+	// "labels.env", "label_keys[2]"), or the environment variable's name
+	// ("LOKI_BATCH_WAIT"). "" is the Config as a whole.
+	Key string
+	// Err is what is wrong, such as [ErrUnknownField] or an invalid value.
+	Err error
 }
 
-// LoadConfig reads a Config in format "yaml" or "json" from r, at most
-// [MaxConfigSize] bytes. The keys are the fields' json/yaml names
-// ("batch_wait", "tls_config", ...) plus "level"; durations are strings
-// such as "500ms", "1s", "5m" or "7d" ("d" and "w" are 24h and 7×24h);
-// byte sizes are numbers or strings with a unit, such as 1048576, "512KB"
-// or "1MiB" (K, M, G and T, with or without "B" or "iB", are powers of
-// 1024, as in Loki's own configuration); "level" is a name ("debug",
-// "info", "warn", "error", optionally with an offset such as "info+2") or
-// a number. An unknown key is an error that names it. An empty YAML
-// document is the zero Config. The result is not validated: [New] does
-// that.
-func LoadConfig(r io.Reader, format string) (Config, error) {
-	c, err := loadConfig(r, format)
-	if err != nil {
-		return Config{}, fmt.Errorf("handler: config: %w", err)
+// Error returns Key and Err as "key: err".
+func (e *ConfigError) Error() string {
+	if e.Key == "" {
+		return e.Err.Error()
 	}
-	return c, nil
+	return e.Key + ": " + e.Err.Error()
 }
 
-func loadConfig(r io.Reader, format string) (Config, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxConfigSize+1))
-	if err != nil {
-		return Config{}, err
-	}
-	if len(data) > MaxConfigSize {
-		return Config{}, fmt.Errorf("larger than %d bytes", MaxConfigSize)
-	}
-	var c Config
-	switch strings.ToLower(format) {
-	case "yaml", "yml":
-		err = yaml.Unmarshal(data, &c)
-	case "json":
-		err = json.Unmarshal(data, &c)
-	default:
-		return Config{}, fmt.Errorf("format %q: want \"yaml\" or \"json\"", format)
-	}
-	if err != nil {
-		return Config{}, err
-	}
-	return c, nil
-}
+// Unwrap returns Err.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
-// UnmarshalJSON reads c from a JSON object with the keys [LoadConfig]
-// describes. Keys that are absent leave their fields as they were, as
-// encoding/json does; unknown keys are an error. On error c is unchanged.
+// UnmarshalJSON reads c from a JSON object with the keys of Config's json
+// tags plus "level": durations are strings such as "500ms", "1s", "5m" or
+// "7d" ("d" and "w" are 24h and 7×24h); byte sizes are numbers or strings
+// with a unit, such as 1048576, "512KB" or "1MiB" (K, M, G and T, with or
+// without "B" or "iB", are powers of 1024, as in Loki's own configuration);
+// "level" is a name ("debug", "info", "warn", "error", optionally with an
+// offset such as "info+2") or a number. Keys that are absent leave their
+// fields as they were, as encoding/json does (maps get the keys added);
+// unknown keys and keys given twice are errors. An error about a key is a
+// [*ConfigError]. On error c is unchanged. The result is not validated:
+// [New] does that.
 func (c *Config) UnmarshalJSON(data []byte) error {
 	if string(bytes.TrimSpace(data)) == "null" {
 		return nil
 	}
-	fc := fromConfig(*c)
-	fc.Level = nil
-	if err := decodeJSONObject(data, reflect.ValueOf(&fc).Elem(), ""); err != nil {
-		return err
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	n, err := readJSON(dec, 0)
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			err = errors.New("invalid JSON: data after the object")
+		}
 	}
-	*c = fc.apply(*c)
-	return nil
+	if err != nil {
+		return fmt.Errorf("handler: config: %w", err)
+	}
+	return c.decode(&n)
 }
 
-// UnmarshalYAML reads c from a YAML mapping with the keys [LoadConfig]
-// describes. Keys that are absent leave their fields as they were; unknown
-// keys are an error, whatever the decoder's KnownFields setting. On error
-// c is unchanged.
-func (c *Config) UnmarshalYAML(node *yaml.Node) error {
+// UnmarshalYAML reads c from a YAML mapping with the keys and value forms
+// [Config.UnmarshalJSON] describes; a scalar given for a string field
+// (1, true) is read as its text ("1", "true"). It has the form yaml.v2 and
+// yaml.v3 (go.yaml.in/yaml/v3, gopkg.in/yaml.v3) both call, so a Config can
+// be a section of an application's own YAML file, and package handler does
+// not import a YAML library. Keys that are absent leave their fields as
+// they were; unknown keys are an error whatever the decoder's KnownFields
+// setting. Merge keys (<<) and aliases are resolved by the YAML library.
+// An error about a key is a [*ConfigError] (it has no line number: the
+// config package adds one); errors of the YAML library itself, such as a
+// key given twice, are returned as the library made them. On error c is
+// unchanged.
+func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
+	var n yamlNode
+	if err := n.UnmarshalYAML(unmarshal); err != nil {
+		return err
+	}
+	return c.decode((*node)(&n))
+}
+
+// decode lays the document n over c.
+func (c *Config) decode(n *node) error {
 	fc := fromConfig(*c)
 	fc.Level = nil
-	if err := decodeYAMLMapping(node, reflect.ValueOf(&fc).Elem(), ""); err != nil {
-		return err
+	if err := decodeNode(n, reflect.ValueOf(&fc).Elem(), ""); err != nil {
+		return fmt.Errorf("handler: config: %w", err)
 	}
 	*c = fc.apply(*c)
 	return nil
@@ -262,193 +249,303 @@ func renamedKey(key string) (string, bool) {
 	return "", false
 }
 
-func unknownKey(path, key string) error {
+func unknownKey(key string) error {
 	if to, ok := renamedKey(key); ok {
-		return fmt.Errorf("unknown field %q (lokislog calls it %s)", path+key, to)
+		return fmt.Errorf("%w (lokislog calls it %s)", ErrUnknownField, to)
 	}
-	return fmt.Errorf("unknown field %q", path+key)
+	return ErrUnknownField
 }
 
-// fieldIndex maps the names of a struct's fields in one format ("json" or
-// "yaml") to their indexes.
-type fieldKey struct {
-	t      reflect.Type
-	format string
+// A node is one value of a configuration document, YAML or JSON: the one
+// form the decoder reads, so that both formats follow the same rules.
+type node struct {
+	kind nodeKind
+	text string   // the scalar kinds
+	list []node   // listNode
+	keys []string // mapNode, in the document's order (YAML: sorted)
+	vals []node   // mapNode, vals[i] is the value of keys[i]
+	json bool     // from JSON: errors say "object", not "mapping"
 }
 
-var fieldIndexes sync.Map // fieldKey -> map[string]int
+type nodeKind uint8
 
-func fieldIndex(t reflect.Type, format string) map[string]int {
-	k := fieldKey{t, format}
-	if m, ok := fieldIndexes.Load(k); ok {
+const (
+	nullNode   nodeKind = iota
+	scalarNode          // a YAML scalar: its type is read from its text
+	stringNode          // a JSON string
+	numberNode          // a JSON number
+	boolNode            // a JSON boolean
+	listNode
+	mapNode
+)
+
+// name names a kind of node for errors.
+func (n *node) name() string {
+	switch n.kind {
+	case scalarNode:
+		return "a scalar"
+	case stringNode:
+		return "a string"
+	case numberNode:
+		return "a number"
+	case boolNode:
+		return "a boolean"
+	case listNode:
+		return "a list"
+	case mapNode:
+		return n.mappingName()
+	}
+	return "null"
+}
+
+func (n *node) mappingName() string {
+	if n.json {
+		return "an object"
+	}
+	return "a mapping"
+}
+
+// maxDepth bounds the nesting readJSON follows; Config needs three levels.
+const maxDepth = 32
+
+// readJSON reads one JSON value from dec (with UseNumber) as a node.
+func readJSON(dec *json.Decoder, depth int) (node, error) {
+	if depth > maxDepth {
+		return node{}, &ConfigError{Err: fmt.Errorf("nested deeper than %d levels", maxDepth)}
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return node{}, err
+	}
+	n := node{json: true}
+	switch t := tok.(type) {
+	case nil:
+		n.kind = nullNode
+	case string:
+		n.kind, n.text = stringNode, t
+	case json.Number:
+		n.kind, n.text = numberNode, t.String()
+	case bool:
+		n.kind, n.text = boolNode, strconv.FormatBool(t)
+	case json.Delim:
+		if t == '{' {
+			n.kind = mapNode
+		} else {
+			n.kind = listNode
+		}
+		for dec.More() {
+			if n.kind == mapNode {
+				k, err := dec.Token()
+				if err != nil {
+					return node{}, err
+				}
+				n.keys = append(n.keys, k.(string)) // object keys are strings
+			}
+			v, err := readJSON(dec, depth+1)
+			if err != nil {
+				return node{}, err
+			}
+			if n.kind == mapNode {
+				n.vals = append(n.vals, v)
+			} else {
+				n.list = append(n.list, v)
+			}
+		}
+		if _, err := dec.Token(); err != nil { // the closing delimiter
+			return node{}, err
+		}
+	}
+	return n, nil
+}
+
+// yamlNode reads a YAML value as a node through the function yaml.v2 and
+// yaml.v3 both pass to an UnmarshalYAML method, so that this package needs
+// no YAML library. A YAML null never reaches it: the libraries leave the
+// zero yamlNode, which is null.
+type yamlNode node
+
+// UnmarshalYAML tries the value as a scalar, a mapping, then a list. A
+// failed try decodes nothing below the value, so each value is decoded
+// once.
+func (n *yamlNode) UnmarshalYAML(unmarshal func(any) error) error {
+	var s *string // a scalar's text as written; nil for null
+	errScalar := unmarshal(&s)
+	if errScalar == nil {
+		if s == nil {
+			*n = yamlNode{kind: nullNode}
+		} else {
+			*n = yamlNode{kind: scalarNode, text: *s}
+		}
+		return nil
+	}
+	var m map[string]yamlNode
+	errMap := unmarshal(&m)
+	if errMap == nil {
+		*n = yamlNode{kind: mapNode, keys: slices.Sorted(maps.Keys(m))}
+		n.vals = make([]node, len(n.keys))
+		for i, k := range n.keys {
+			n.vals[i] = node(m[k])
+		}
+		return nil
+	}
+	var l []yamlNode
+	errList := unmarshal(&l)
+	if errList == nil {
+		*n = yamlNode{kind: listNode, list: make([]node, len(l))}
+		for i := range l {
+			n.list[i] = node(l[i])
+		}
+		return nil
+	}
+	// All three failed: the value is a mapping or a list with a bad value
+	// inside, or a scalar the library refuses (a bad !!int or !!binary).
+	// The libraries' type errors name the kind of the value ("cannot
+	// unmarshal !!map into string"); return the error of that kind's try.
+	switch msg := errScalar.Error(); {
+	case strings.Contains(msg, "!!map"):
+		return errMap
+	case strings.Contains(msg, "!!seq"):
+		return errList
+	}
+	return errScalar
+}
+
+// textValue is a field type read from a scalar's text: durations, byte
+// sizes, whole numbers and the level.
+type textValue interface{ set(string) error }
+
+var textValueType = reflect.TypeFor[textValue]()
+
+// decodeNode decodes n into v (fileConfig, or one of its fields or their
+// elements), whose path in the document is path. It is the one decoder of
+// both formats. A null leaves v as it is, except that it makes maps,
+// lists and the level nil, as encoding/json and yaml.v3 do.
+func decodeNode(n *node, v reflect.Value, path string) error {
+	if n.kind == nullNode {
+		switch v.Kind() {
+		case reflect.Map, reflect.Slice, reflect.Pointer:
+			v.SetZero()
+		}
+		return nil
+	}
+	if v.Kind() == reflect.Pointer { // *levelValue
+		p := reflect.New(v.Type().Elem())
+		if err := decodeNode(n, p.Elem(), path); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
+	}
+	if reflect.PointerTo(v.Type()).Implements(textValueType) {
+		if n.kind == listNode || n.kind == mapNode {
+			return mismatch(n, path, "a scalar")
+		}
+		if err := v.Addr().Interface().(textValue).set(n.text); err != nil {
+			return &ConfigError{Key: path, Err: err}
+		}
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if n.kind != scalarNode && n.kind != stringNode {
+			return mismatch(n, path, "a string")
+		}
+		v.SetString(n.text)
+	case reflect.Bool:
+		if n.kind != scalarNode && n.kind != boolNode {
+			return mismatch(n, path, "a boolean")
+		}
+		b, err := parseBool(n.text)
+		if err != nil {
+			return &ConfigError{Key: path, Err: err}
+		}
+		v.SetBool(b)
+	case reflect.Slice:
+		if n.kind != listNode {
+			return mismatch(n, path, "a list")
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.list), len(n.list))
+		for i := range n.list {
+			if err := decodeNode(&n.list[i], s.Index(i), path+"["+strconv.Itoa(i)+"]"); err != nil {
+				return err
+			}
+		}
+		v.Set(s)
+	case reflect.Map:
+		if n.kind != mapNode {
+			return mismatch(n, path, n.mappingName())
+		}
+		if v.IsNil() {
+			v.Set(reflect.MakeMapWithSize(v.Type(), len(n.keys)))
+		}
+		seen := make(map[string]bool, len(n.keys))
+		for i, k := range n.keys {
+			if seen[k] {
+				return &ConfigError{Key: join(path, k), Err: errTwice}
+			}
+			seen[k] = true
+			e := reflect.New(v.Type().Elem()).Elem()
+			if err := decodeNode(&n.vals[i], e, join(path, k)); err != nil {
+				return err
+			}
+			v.SetMapIndex(reflect.ValueOf(k), e)
+		}
+	case reflect.Struct:
+		if n.kind != mapNode {
+			return mismatch(n, path, n.mappingName())
+		}
+		idx := fieldIndex(v.Type())
+		seen := make(map[string]bool, len(n.keys))
+		for i, k := range n.keys {
+			fi, ok := idx[k]
+			if !ok {
+				return &ConfigError{Key: join(path, k), Err: unknownKey(k)}
+			}
+			if seen[k] {
+				return &ConfigError{Key: join(path, k), Err: errTwice}
+			}
+			seen[k] = true
+			if err := decodeNode(&n.vals[i], v.Field(fi), join(path, k)); err != nil {
+				return err
+			}
+		}
+	default: // a field type this decoder does not know: a bug, caught by tests
+		return &ConfigError{Key: path, Err: fmt.Errorf("cannot decode into %s", v.Type())}
+	}
+	return nil
+}
+
+var errTwice = errors.New("given twice")
+
+func mismatch(n *node, path, want string) error {
+	return &ConfigError{Key: path, Err: fmt.Errorf("want %s, got %s", want, n.name())}
+}
+
+// join returns the path of key under path.
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var fieldIndexes sync.Map // reflect.Type -> map[string]int
+
+// fieldIndex maps the json names of a struct's fields (which are also
+// their yaml names: a test checks) to their indexes.
+func fieldIndex(t reflect.Type) map[string]int {
+	if m, ok := fieldIndexes.Load(t); ok {
 		return m.(map[string]int)
 	}
 	m := make(map[string]int)
 	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get(format), ",")
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		if name != "" && name != "-" {
 			m[name] = i
 		}
 	}
-	fieldIndexes.Store(k, m)
+	fieldIndexes.Store(t, m)
 	return m
-}
-
-var (
-	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
-	yamlUnmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
-)
-
-// decodeJSONObject decodes the JSON object data into the struct v field by
-// field, so that an error names its key and an unknown key is an error.
-func decodeJSONObject(data []byte, v reflect.Value, path string) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("%s: %w", pathOr(path), err)
-	}
-	if tok == nil { // null
-		return nil
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return fmt.Errorf("%s: want a JSON object", pathOr(path))
-	}
-	idx := fieldIndex(v.Type(), "json")
-	seen := make(map[string]bool)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("%s: %w", pathOr(path), err)
-		}
-		key := tok.(string) // object keys are always strings
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return fmt.Errorf("%s: %w", path+key, err)
-		}
-		i, ok := idx[key]
-		if !ok {
-			return unknownKey(path, key)
-		}
-		if seen[key] {
-			return fmt.Errorf("%s: given twice", path+key)
-		}
-		seen[key] = true
-		f := v.Field(i)
-		if f.Kind() == reflect.Struct && !reflect.PointerTo(f.Type()).Implements(jsonUnmarshaler) {
-			if err := decodeJSONObject(raw, f, path+key+"."); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := json.Unmarshal(raw, f.Addr().Interface()); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) && te.Type != nil {
-				where := path + key
-				if te.Field != "" {
-					where += "." + te.Field
-				}
-				return fmt.Errorf("%s: cannot use a JSON %s as %s", where, te.Value, kindName(te.Type))
-			}
-			return fmt.Errorf("%s: %w", path+key, err)
-		}
-	}
-	return nil
-}
-
-func pathOr(path string) string {
-	if path == "" {
-		return "config"
-	}
-	return strings.TrimSuffix(path, ".")
-}
-
-// kindName names a field's type for errors.
-func kindName(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Pointer:
-		return kindName(t.Elem())
-	case reflect.Map:
-		return "a map of strings"
-	case reflect.Slice:
-		return "a list of strings"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		return "an integer"
-	case reflect.Struct:
-		return "an object"
-	}
-	return "a string"
-}
-
-// stripYAMLLine removes yaml's "line N: " prefix from an error text (the
-// caller adds its own, with the key). No regexp: nothing to build at init.
-func stripYAMLLine(s string) string {
-	rest, ok := strings.CutPrefix(s, "line ")
-	if !ok {
-		return s
-	}
-	i := 0
-	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-		i++
-	}
-	if i == 0 {
-		return s
-	}
-	if after, ok := strings.CutPrefix(rest[i:], ": "); ok {
-		return after
-	}
-	return s
-}
-
-// decodeYAMLMapping decodes the YAML mapping node into the struct v key by
-// key, so that an error names its key and line and an unknown key is an
-// error.
-func decodeYAMLMapping(node *yaml.Node, v reflect.Value, path string) error {
-	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
-		node = node.Content[0]
-	}
-	if node.Kind == yaml.AliasNode && node.Alias != nil {
-		node = node.Alias
-	}
-	if node.Kind == yaml.ScalarNode && node.ShortTag() == "!!null" {
-		return nil
-	}
-	if node.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: %s: want a mapping", node.Line, pathOr(path))
-	}
-	idx := fieldIndex(v.Type(), "yaml")
-	seen := make(map[string]bool)
-	for i := 0; i+1 < len(node.Content); i += 2 {
-		k, val := node.Content[i], node.Content[i+1]
-		key := k.Value
-		if k.ShortTag() == "!!merge" {
-			return fmt.Errorf("line %d: merge keys (<<) are not supported", k.Line)
-		}
-		fi, ok := idx[key]
-		if !ok {
-			return fmt.Errorf("line %d: %w", k.Line, unknownKey(path, key))
-		}
-		if seen[key] {
-			return fmt.Errorf("line %d: %s: given twice", k.Line, path+key)
-		}
-		seen[key] = true
-		f := v.Field(fi)
-		if f.Kind() == reflect.Struct && !reflect.PointerTo(f.Type()).Implements(yamlUnmarshaler) {
-			if err := decodeYAMLMapping(val, f, path+key+"."); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := val.Decode(f.Addr().Interface()); err != nil {
-			var te *yaml.TypeError
-			if errors.As(err, &te) && len(te.Errors) > 0 {
-				err = errors.New(stripYAMLLine(te.Errors[0]))
-			}
-			return fmt.Errorf("line %d: %s: %w", val.Line, path+key, err)
-		}
-	}
-	return nil
 }
 
 // duration is a time.Duration written as a string ("1m30s") and read from
@@ -458,33 +555,6 @@ type duration time.Duration
 func (d duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 func (d duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-func (d *duration) UnmarshalJSON(b []byte) error {
-	switch {
-	case string(b) == "null":
-		return nil
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		return d.set(s)
-	case string(b) == "0":
-		*d = 0
-		return nil
-	}
-	return fmt.Errorf("invalid duration %s: want a string such as \"1s\"", b)
-}
-
-func (d *duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return errors.New("want a duration such as 1s")
-	}
-	if n.ShortTag() == "!!null" {
-		return nil
-	}
-	return d.set(n.Value)
-}
 
 func (d *duration) set(s string) error {
 	v, err := parseDuration(s)
@@ -562,29 +632,6 @@ func parseDuration(s string) (time.Duration, error) {
 // see [parseBytes]. It is written as a number.
 type byteSize int64
 
-func (b *byteSize) UnmarshalJSON(data []byte) error {
-	if string(data) == "null" {
-		return nil
-	}
-	s := string(data)
-	if len(data) > 0 && data[0] == '"' {
-		if err := json.Unmarshal(data, &s); err != nil {
-			return err
-		}
-	}
-	return b.set(s)
-}
-
-func (b *byteSize) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return errors.New("want a size such as 1048576 or 1MiB")
-	}
-	if n.ShortTag() == "!!null" {
-		return nil
-	}
-	return b.set(n.Value)
-}
-
 func (b *byteSize) set(s string) error {
 	v, err := parseBytes(s)
 	if err != nil {
@@ -649,32 +696,9 @@ func parseBytes(s string) (int64, error) {
 	return int64(v), nil
 }
 
-// intValue is an int that must be written as a whole number: YAML would
-// otherwise truncate 1.5 to 1.
+// intValue is an int read from a whole number's text: 1.5 is an error,
+// not 1.
 type intValue int
-
-func (n *intValue) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	s := string(b)
-	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-	}
-	return n.set(s)
-}
-
-func (n *intValue) UnmarshalYAML(node *yaml.Node) error {
-	if node.Kind != yaml.ScalarNode {
-		return errors.New("want a whole number")
-	}
-	if node.ShortTag() == "!!null" {
-		return nil
-	}
-	return n.set(node.Value)
-}
 
 func (n *intValue) set(s string) error {
 	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, strconv.IntSize)
@@ -692,23 +716,6 @@ type levelValue slog.Level
 func (l levelValue) MarshalText() ([]byte, error) { return []byte(slog.Level(l).String()), nil }
 
 func (l levelValue) MarshalYAML() (any, error) { return slog.Level(l).String(), nil }
-
-func (l *levelValue) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-	}
-	return l.set(s)
-}
-
-func (l *levelValue) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return errors.New("want a level such as info")
-	}
-	return l.set(n.Value)
-}
 
 func (l *levelValue) set(s string) error {
 	v, err := parseLevel(s)

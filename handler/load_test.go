@@ -1,181 +1,95 @@
 package handler
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
+	"go/parser"
+	"go/token"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/metric/noop"
-	"go.yaml.in/yaml/v3"
+	yamlv3 "go.yaml.in/yaml/v3"
+	yamlv2 "gopkg.in/yaml.v2"
 )
 
-// exampleConfig is what testdata/config.yaml and config.json hold.
-func exampleConfig() Config {
-	return Config{
-		URL: "https://loki.example.com:3100", TenantID: "team-a",
-		Labels:    map[string]string{"service_name": "mu-api", "env": "prod"},
-		LabelKeys: []string{"http.method"}, MetadataKeys: []string{"request_id", "user_id"},
-		Level: slog.LevelDebug, AddSource: true, Format: "json",
-		Protocol: "json", Compression: "gzip", BatchWait: 2 * time.Second, BatchSize: 512 << 10,
-		MaxBufferBytes: 16 << 20, MaxStreams: 500, MaxLineSize: 128 << 10,
-		Timeout: 15 * time.Second, MinBackoff: 250 * time.Millisecond, MaxBackoff: time.Minute, MaxRetryTime: 5 * time.Minute,
-		Username: "loki-user", Password: "s3cret", Headers: map[string]string{"X-Env": "prod"},
-		TLS:      TLSConfig{ServerName: "loki.internal"},
-		SpoolDir: "/var/lib/mu-api/loki-spool", SpoolMode: "spill", SpoolSync: "interval",
-		SpoolSyncInterval: 500 * time.Millisecond, MaxSpoolBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour, SpillAfter: 10 * time.Second,
-	}
+// yamlLibs are the YAML libraries a Config must decode with: both call the
+// UnmarshalYAML(func(any) error) form.
+var yamlLibs = []struct {
+	name      string
+	unmarshal func([]byte, any) error
+}{
+	{"yaml.v3", yamlv3.Unmarshal},
+	{"yaml.v2", yamlv2.Unmarshal},
 }
 
-func TestLoadConfigFile(t *testing.T) {
-	want := exampleConfig()
-	for _, file := range []string{"config.yaml", "config.json"} {
-		t.Run(file, func(t *testing.T) {
-			got, err := LoadConfigFile(filepath.Join("testdata", file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("loaded\n%+v\nwant\n%+v", got, want)
-			}
-			if _, err := validate(got); err != nil {
-				t.Errorf("example does not validate: %v", err)
-			}
-		})
-	}
-	got, err := LoadConfigFile(filepath.Join("testdata", "minimal.yaml"))
+// TestNoYAMLImport: package handler and what it imports must not import a
+// YAML library, whose init keeps regexp and the unicode tables in every
+// binary (issue 4's footprint target). Files are read by package config.
+func TestNoYAMLImport(t *testing.T) {
+	// The package's own non-test files, read directly: this part needs no
+	// go command.
+	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.URL != "http://loki:3100" || got.Labels["service_name"] != "api" || got.Level != nil || got.BatchWait != 0 {
-		t.Errorf("minimal: %+v", got)
-	}
-}
-
-func TestLoadConfigErrors(t *testing.T) {
-	tests := []struct {
-		name, format, in string
-		want             []string // all must be in the error
-	}{
-		{"unknown key", "yaml", "url: x\nbogus: 1\n", []string{"line 2", `unknown field "bogus"`}},
-		{"promtail name", "yaml", "batchwait: 1s\n", []string{`"batchwait"`, "batch_wait"}},
-		{"nested unknown yaml", "yaml", "tls_config:\n  ca_fle: x\n", []string{"line 2", `"tls_config.ca_fle"`}},
-		{"nested unknown json", "json", `{"tls_config":{"ca_fle":"x"}}`, []string{`"tls_config.ca_fle"`}},
-		{"unknown json", "json", `{"url":"x","batchsize":1}`, []string{`"batchsize"`, "batch_size"}},
-		{"bad duration", "yaml", "batch_wait: 1x\n", []string{"line 1", "batch_wait", `"1x"`}},
-		{"bare number duration", "yaml", "timeout: 5\n", []string{"timeout", `"5"`}},
-		{"bare number duration json", "json", `{"timeout":5}`, []string{"timeout", "5"}},
-		{"negative size", "yaml", "batch_size: -1\n", []string{"batch_size", `"-1"`}},
-		{"bad size unit", "json", `{"batch_size":"1XB"}`, []string{"batch_size", `"1XB"`}},
-		{"size overflow", "yaml", "max_spool_bytes: 99999999999TiB\n", []string{"max_spool_bytes", "too large"}},
-		{"bad level", "yaml", "level: loud\n", []string{"level", `"loud"`}},
-		{"bad level json", "json", `{"level":true}`, []string{"level"}},
-		{"list for map", "yaml", "labels: [a, b]\n", []string{"line 1", "labels"}},
-		{"string for int json", "json", `{"max_streams":"many"}`, []string{"max_streams", `"many"`}},
-		{"fraction for int yaml", "yaml", "max_streams: 1.5\n", []string{"max_streams", `"1.5"`}},
-		{"number for label json", "json", `{"labels":{"a":1}}`, []string{"labels", "number", "string"}},
-		{"string for bool yaml", "yaml", "add_source: sometimes\n", []string{"add_source"}},
-		{"duplicate yaml", "yaml", "url: a\nurl: b\n", []string{"url", "twice"}},
-		{"duplicate json", "json", `{"url":"a","url":"b"}`, []string{"url", "twice"}},
-		{"not a mapping", "yaml", "- url\n", []string{"mapping"}},
-		{"not an object", "json", `["url"]`, []string{"object"}},
-		{"tls not a mapping", "yaml", "tls_config: yes\n", []string{"tls_config", "mapping"}},
-		{"merge key", "yaml", "base: &b {url: x}\n", []string{`unknown field "base"`}},
-		{"merge", "yaml", "<<: {url: x}\n", []string{"merge"}},
-		{"json trailing", "json", `{"url":"x"} {}`, []string{"invalid"}},
-		{"json syntax", "json", `{"url":`, []string{"unexpected end"}},
-		{"format", "toml", "url = 'x'", []string{"toml"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := LoadConfig(strings.NewReader(tt.in), tt.format)
-			if err == nil {
-				t.Fatalf("no error for %q", tt.in)
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if path, _ := strconv.Unquote(imp.Path.Value); strings.Contains(strings.ToLower(path), "yaml") {
+				t.Errorf("%s imports %s", name, path)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
-	}
-}
-
-func TestLoadConfigFileErrors(t *testing.T) {
-	for file, want := range map[string]string{
-		"promtail_style.yaml": "batch_wait",
-		"typo_nested.json":    "tls_config.ca_fle",
-		"missing.yaml":        "no such file",
-		"config.toml":         "extension",
-	} {
-		_, err := LoadConfigFile(filepath.Join("testdata", file))
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: error %v, want one mentioning %q", file, err, want)
 		}
 	}
-	big := strings.Repeat("#", MaxConfigSize+1)
-	if _, err := LoadConfig(strings.NewReader(big), "yaml"); err == nil || !strings.Contains(err.Error(), "larger") {
-		t.Errorf("oversized config: %v", err)
+	// Everything the package imports, transitively, as the linker sees it.
+	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goCmd); err != nil {
+		if goCmd, err = exec.LookPath("go"); err != nil {
+			t.Skipf("no go command to list the dependencies (%v); the package's own imports were checked", err)
+		}
 	}
-	if c, err := LoadConfig(strings.NewReader("# nothing\n"), "yaml"); err != nil || !reflect.DeepEqual(c, Config{}) {
-		t.Errorf("empty YAML: %+v, %v", c, err)
+	out, err := exec.Command(goCmd, "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 10 || !slicesContains(deps, "github.com/lokislog/lokislog/handler") {
+		t.Fatalf("go list -deps printed no dependency list:\n%s", out)
+	}
+	for _, d := range deps {
+		if strings.Contains(strings.ToLower(d), "yaml") {
+			t.Errorf("package handler depends on %s", d)
+		}
 	}
 }
 
-// TestConfigRoundTrip writes a Config with every serialisable field set
-// and reads it back, in both formats.
-func TestConfigRoundTrip(t *testing.T) {
-	c := exampleConfig()
-	c.TLS = TLSConfig{CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", ServerName: "s", InsecureSkipVerify: true}
-	c.BearerToken = "tok"
-	c.Level = slog.LevelWarn + 2
-	// Every field with a json name must be set, so that a new field that
-	// the round trip loses fails here.
-	v := reflect.ValueOf(c)
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		if tag := f.Tag.Get("json"); tag != "-" && v.Field(i).IsZero() {
-			t.Errorf("field %s is zero in the round-trip config", f.Name)
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
 		}
 	}
-	j, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fromJSON Config
-	if err := json.Unmarshal(j, &fromJSON); err != nil {
-		t.Fatalf("%v\n%s", err, j)
-	}
-	if !reflect.DeepEqual(fromJSON, c) {
-		t.Errorf("json round trip:\n%+v\nwant\n%+v\n%s", fromJSON, c, j)
-	}
-	if !bytes.Contains(j, []byte(`"batch_wait":"2s"`)) || !bytes.Contains(j, []byte(`"level":"WARN+2"`)) {
-		t.Errorf("json form: %s", j)
-	}
-	y, err := yaml.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fromYAML Config
-	if err := yaml.Unmarshal(y, &fromYAML); err != nil {
-		t.Fatalf("%v\n%s", err, y)
-	}
-	if !reflect.DeepEqual(fromYAML, c) {
-		t.Errorf("yaml round trip:\n%+v\nwant\n%+v\n%s", fromYAML, c, y)
-	}
-	// The zero Config writes nothing.
-	if j, _ := json.Marshal(Config{}); string(j) != "{}" {
-		t.Errorf("zero Config as JSON: %s", j)
-	}
+	return false
 }
 
 // TestFileConfigMatchesConfig checks that fileConfig has exactly Config's
-// json/yaml keys, plus "level".
+// json/yaml keys, plus "level", and that each field's json and yaml names
+// are the same: the decoder reads the json names in both formats.
 func TestFileConfigMatchesConfig(t *testing.T) {
 	names := func(typ reflect.Type, format string) map[string]bool {
 		m := map[string]bool{}
@@ -193,6 +107,16 @@ func TestFileConfigMatchesConfig(t *testing.T) {
 			t.Errorf("%s keys differ:\nConfig     %v\nfileConfig %v", format, cfg, file)
 		}
 	}
+	for _, typ := range []reflect.Type{reflect.TypeFor[fileConfig](), reflect.TypeFor[TLSConfig]()} {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			j, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			y, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if j != y {
+				t.Errorf("%s.%s: json name %q, yaml name %q", typ.Name(), f.Name, j, y)
+			}
+		}
+	}
 }
 
 // TestUnmarshalKeepsFields checks that decoding over a Config keeps the
@@ -203,55 +127,181 @@ func TestUnmarshalKeepsFields(t *testing.T) {
 	lv.Set(slog.LevelError)
 	mp := noop.NewMeterProvider()
 	base := func() Config {
-		return Config{URL: "http://a", TenantID: "t", Level: lv, MeterProvider: mp, ErrorHandler: func(error) {}}
+		return Config{URL: "http://a", TenantID: "t", Level: lv, MeterProvider: mp, ErrorHandler: func(error) {},
+			Labels: map[string]string{"app": "a"}}
 	}
 	c := base()
-	if err := json.Unmarshal([]byte(`{"tenant_id":"u","batch_wait":"3s"}`), &c); err != nil {
+	if err := json.Unmarshal([]byte(`{"tenant_id":"u","batch_wait":"3s","labels":{"env":"e"}}`), &c); err != nil {
 		t.Fatal(err)
 	}
-	if c.URL != "http://a" || c.TenantID != "u" || c.BatchWait != 3*time.Second || c.Level != lv || c.MeterProvider != mp || c.ErrorHandler == nil {
+	if c.URL != "http://a" || c.TenantID != "u" || c.BatchWait != 3*time.Second || c.Level != lv || c.MeterProvider != mp || c.ErrorHandler == nil ||
+		!reflect.DeepEqual(c.Labels, map[string]string{"app": "a", "env": "e"}) {
 		t.Errorf("json over a Config: %+v", c)
 	}
-	c = base()
-	if err := yaml.Unmarshal([]byte("tenant_id: u\nlevel: info\n"), &c); err != nil {
-		t.Fatal(err)
+	for _, lib := range yamlLibs {
+		c = base()
+		if err := lib.unmarshal([]byte("tenant_id: u\nlevel: info\nlabels: {env: e}\n"), &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.URL != "http://a" || c.TenantID != "u" || c.Level != slog.LevelInfo || c.MeterProvider != mp ||
+			!reflect.DeepEqual(c.Labels, map[string]string{"app": "a", "env": "e"}) {
+			t.Errorf("%s over a Config: %+v", lib.name, c)
+		}
 	}
-	if c.URL != "http://a" || c.TenantID != "u" || c.Level != slog.LevelInfo || c.MeterProvider != mp {
-		t.Errorf("yaml over a Config: %+v", c)
-	}
 	c = base()
-	if err := json.Unmarshal([]byte(`{"tenant_id":"u","batch_wait":"never"}`), &c); err == nil || c.TenantID != "t" {
+	if err := json.Unmarshal([]byte(`{"tenant_id":"u","labels":{"x":"y"},"batch_wait":"never"}`), &c); err == nil || c.TenantID != "t" || len(c.Labels) != 1 {
 		t.Errorf("failed json changed the Config: %+v, %v", c, err)
 	}
-	if err := yaml.Unmarshal([]byte("tenant_id: u\nnope: 1\n"), &c); err == nil || c.TenantID != "t" {
-		t.Errorf("failed yaml changed the Config: %+v, %v", c, err)
+	for _, lib := range yamlLibs {
+		if err := lib.unmarshal([]byte("tenant_id: u\nlabels: {x: y}\nnope: 1\n"), &c); err == nil || c.TenantID != "t" || len(c.Labels) != 1 {
+			t.Errorf("failed %s changed the Config: %+v, %v", lib.name, c, err)
+		}
 	}
 }
 
 // TestConfigEmbedded shows Config as a section of an application's own
-// configuration.
+// configuration, with both YAML libraries and with JSON.
 func TestConfigEmbedded(t *testing.T) {
-	var app struct {
+	type appConfig struct {
 		Listen string `yaml:"listen" json:"listen"`
 		Loki   Config `yaml:"loki" json:"loki"`
 	}
-	src := "listen: :8080\nloki:\n  url: http://loki:3100\n  batch_wait: 250ms\n  max_buffer_bytes: 4MiB\n"
-	if err := yaml.Unmarshal([]byte(src), &app); err != nil {
-		t.Fatal(err)
+	for _, lib := range yamlLibs {
+		t.Run(lib.name, func(t *testing.T) {
+			var app appConfig
+			src := "listen: :8080\nloki:\n  url: http://loki:3100\n  batch_wait: 250ms\n  max_buffer_bytes: 4MiB\n" +
+				"  tls_config: {server_name: loki.internal}\n  level: warn\n"
+			if err := lib.unmarshal([]byte(src), &app); err != nil {
+				t.Fatal(err)
+			}
+			if app.Listen != ":8080" || app.Loki.URL != "http://loki:3100" || app.Loki.BatchWait != 250*time.Millisecond ||
+				app.Loki.MaxBufferBytes != 4<<20 || app.Loki.TLS.ServerName != "loki.internal" || app.Loki.Level != slog.LevelWarn {
+				t.Errorf("%+v", app)
+			}
+			// A typo names its key; the line is added by package config,
+			// which has the document.
+			err := lib.unmarshal([]byte("loki:\n  url: x\n  batch_wiat: 1s\n"), &app)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Key != "batch_wiat" || !errors.Is(err, ErrUnknownField) ||
+				!strings.Contains(err.Error(), "batch_wiat: unknown field") {
+				t.Errorf("typo in an embedded section: %v", err)
+			}
+			// An empty section does not reach UnmarshalYAML: yaml.v3 leaves
+			// the Config alone, yaml.v2 sets it to the zero Config.
+			app.Loki = Config{URL: "keep"}
+			want := map[string]string{"yaml.v3": "keep", "yaml.v2": ""}[lib.name]
+			if err := lib.unmarshal([]byte("listen: x\nloki:\n"), &app); err != nil || app.Loki.URL != want {
+				t.Errorf("empty section: %+v, %v", app.Loki, err)
+			}
+		})
 	}
-	if app.Listen != ":8080" || app.Loki.URL != "http://loki:3100" || app.Loki.BatchWait != 250*time.Millisecond || app.Loki.MaxBufferBytes != 4<<20 {
-		t.Errorf("yaml: %+v", app)
-	}
-	err := yaml.Unmarshal([]byte("loki:\n  url: x\n  batch_wiat: 1s\n"), &app)
-	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "batch_wiat") {
-		t.Errorf("typo in an embedded section: %v", err)
-	}
+	var app appConfig
 	if err := json.Unmarshal([]byte(`{"listen":":1","loki":{"url":"http://j","max_age":"2d"}}`), &app); err != nil {
 		t.Fatal(err)
 	}
 	if app.Loki.URL != "http://j" || app.Loki.MaxAge != 48*time.Hour {
 		t.Errorf("json: %+v", app)
 	}
+}
+
+// TestUnmarshalYAMLScalars: a YAML scalar given for a string reads as it
+// is written, whatever type YAML would give it; booleans take YAML 1.1's
+// words in both libraries.
+func TestUnmarshalYAMLScalars(t *testing.T) {
+	src := "url: 1\ntenant_id: true\nlabels: {v: 1.10, n: 0x1F, e: 1e3, d: 2024-01-02, s: '7'}\n" +
+		"label_keys: [1, null_not]\nheaders: {X-N: 007}\nadd_source: yes\ntls_config: {insecure_skip_verify: on}\n"
+	for _, lib := range yamlLibs {
+		var c Config
+		if err := lib.unmarshal([]byte(src), &c); err != nil {
+			t.Fatalf("%s: %v", lib.name, err)
+		}
+		want := Config{URL: "1", TenantID: "true",
+			Labels:    map[string]string{"v": "1.10", "n": "0x1F", "e": "1e3", "d": "2024-01-02", "s": "7"},
+			LabelKeys: []string{"1", "null_not"}, Headers: map[string]string{"X-N": "007"},
+			AddSource: true, TLS: TLSConfig{InsecureSkipVerify: true}}
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("%s:\n%+v\nwant\n%+v", lib.name, c, want)
+		}
+	}
+}
+
+// TestConfigErrorKey: every key error of both decoders and of ApplyEnv is
+// a *ConfigError naming the key.
+func TestConfigErrorKey(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(*Config) error
+		key  string
+	}{
+		{"json unknown", func(c *Config) error { return json.Unmarshal([]byte(`{"tls":{}}`), c) }, "tls"},
+		{"json nested", func(c *Config) error { return json.Unmarshal([]byte(`{"tls_config":{"ca_file":1}}`), c) }, "tls_config.ca_file"},
+		{"json list item", func(c *Config) error { return json.Unmarshal([]byte(`{"label_keys":["a",false]}`), c) }, "label_keys[1]"},
+		{"json deep", func(c *Config) error { return c.UnmarshalJSON([]byte(strings.Repeat("[", 100))) }, ""},
+		{"yaml value", func(c *Config) error { return yamlv3.Unmarshal([]byte("max_age: soon\n"), c) }, "max_age"},
+		{"yaml level", func(c *Config) error { return yamlv2.Unmarshal([]byte("level: [info]\n"), c) }, "level"},
+		{"yaml root", func(c *Config) error { return yamlv3.Unmarshal([]byte("just text\n"), c) }, ""},
+		{"env", func(c *Config) error {
+			_, err := applyEnv(*c, "LOKI_", func(k string) (string, bool) { return map[string]string{"LOKI_MAX_AGE": "x"}[k], true }, nil)
+			return err
+		}, "LOKI_MAX_AGE"},
+		{"env secret", func(c *Config) error {
+			_, err := applyEnv(*c, "X_", func(k string) (string, bool) { return map[string]string{"X_HEADERS": "s3cret"}[k], true }, nil)
+			return err
+		}, "X_HEADERS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Config
+			err := tt.run(&c)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v: no ConfigError", err)
+			}
+			if ce.Key != tt.key || ce.Err == nil || errors.Unwrap(ce) != ce.Err {
+				t.Errorf("ConfigError %+v, want key %q", ce, tt.key)
+			}
+			if !strings.Contains(err.Error(), ce.Error()) {
+				t.Errorf("error %q does not hold %q", err, ce.Error())
+			}
+		})
+	}
+	ce := &ConfigError{Key: "a.b", Err: ErrUnknownField}
+	if ce.Error() != "a.b: unknown field" || !errors.Is(ce, ErrUnknownField) {
+		t.Errorf("%q", ce.Error())
+	}
+	if ce := (&ConfigError{Err: errTwice}); ce.Error() != "given twice" {
+		t.Errorf("no key: %q", ce.Error())
+	}
+}
+
+// FuzzUnmarshal feeds a document to Config.UnmarshalJSON and to both YAML
+// libraries over a Config that has fields set: each must return or fail
+// without a panic, and a failure must leave the Config as it was.
+func FuzzUnmarshal(f *testing.F) {
+	for _, s := range []string{
+		"url: x\nlabels: {a: 1}\nlabel_keys: [a, b]\ntls_config: {ca_file: c}\nlevel: info+2\n",
+		`{"url":"x","labels":{"a":"b"},"max_spool_bytes":"1GiB","level":-4}`,
+		"<<: {url: x}\nbatchwait: 1s\n",
+		`{"labels":{"a":"1","a":"2"}}`,
+		"a: &a [*a]\n",
+	} {
+		f.Add([]byte(s))
+	}
+	base := func() Config {
+		return Config{URL: "u", Labels: map[string]string{"k": "v"}, LabelKeys: []string{"l"}, BatchWait: time.Second, Level: slog.LevelWarn}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		decoders := map[string]func([]byte, any) error{"json": json.Unmarshal}
+		for _, lib := range yamlLibs {
+			decoders[lib.name] = lib.unmarshal
+		}
+		for name, unmarshal := range decoders {
+			c := base()
+			if err := unmarshal(data, &c); err != nil && !reflect.DeepEqual(c, base()) {
+				t.Fatalf("%s: failed (%v) and changed the Config: %+v", name, err, c)
+			}
+		}
+	})
 }
 
 func TestParseDuration(t *testing.T) {
@@ -352,60 +402,4 @@ func TestParseLevel(t *testing.T) {
 			t.Errorf("parseLevel(%q) = %v, %v; want %v, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
-}
-
-// FuzzLoadConfig feeds configuration files to both decoders: they must
-// return a Config or an error, never panic, and a Config they return must
-// survive a round trip through its own format.
-func FuzzLoadConfig(f *testing.F) {
-	for _, file := range []string{"config.yaml", "config.json", "minimal.yaml", "promtail_style.yaml", "typo_nested.json"} {
-		b, err := os.ReadFile(filepath.Join("testdata", file))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Add([]byte("batch_wait: 1d2h\nmax_spool_bytes: 1.5GiB\nlevel: -8\n"))
-	f.Add([]byte(`{"labels":null,"tls_config":null,"level":3}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, format := range []string{"yaml", "json"} {
-			c, err := LoadConfig(bytes.NewReader(data), format)
-			if err != nil {
-				continue
-			}
-			var out []byte
-			if format == "json" {
-				out, err = json.Marshal(c)
-			} else {
-				out, err = yaml.Marshal(c)
-			}
-			if err != nil {
-				t.Fatalf("%s: marshal a loaded config: %v", format, err)
-			}
-			c2, err := LoadConfig(bytes.NewReader(out), format)
-			if err != nil {
-				t.Fatalf("%s: reload %q: %v", format, out, err)
-			}
-			if !reflect.DeepEqual(normalize(c), normalize(c2)) {
-				t.Fatalf("%s: round trip changed the config:\n%+v\n%+v\n%s", format, c, c2, out)
-			}
-		}
-	})
-}
-
-// normalize makes empty maps and slices nil: omitempty drops them.
-func normalize(c Config) Config {
-	if len(c.Labels) == 0 {
-		c.Labels = nil
-	}
-	if len(c.Headers) == 0 {
-		c.Headers = nil
-	}
-	if len(c.LabelKeys) == 0 {
-		c.LabelKeys = nil
-	}
-	if len(c.MetadataKeys) == 0 {
-		c.MetadataKeys = nil
-	}
-	return c
 }
