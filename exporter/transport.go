@@ -55,6 +55,7 @@ const maxRedirects = 3
 type persistConn struct {
 	key    string // scheme://host|proxy
 	conn   net.Conn
+	lim    *limitReader // bounds br's reads while a response head is read
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	usedAt time.Time
@@ -230,7 +231,8 @@ func (t *transport) dial(ctx context.Context, target, proxy *url.URL, key string
 			return nil, err
 		}
 	}
-	return &persistConn{key: key, conn: conn, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, nil
+	lim := &limitReader{r: conn, n: -1}
+	return &persistConn{key: key, conn: conn, lim: lim, br: bufio.NewReaderSize(lim, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, nil
 }
 
 func (t *transport) handshake(ctx context.Context, conn net.Conn, host string) (net.Conn, error) {
@@ -259,7 +261,7 @@ func connect(ctx context.Context, conn net.Conn, proxy *url.URL, addr string) er
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("proxy: %w", ctxErr(ctx, err))
 	}
-	br := bufio.NewReader(conn)
+	br := bufio.NewReader(&limitReader{r: conn, n: maxResponseHead})
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", ctxErr(ctx, err))
@@ -318,7 +320,8 @@ func (t *transport) send(ctx context.Context, pc *persistConn, req *http.Request
 		return nil, t.connErr(ctx, pc, err, false)
 	}
 	var resp *http.Response
-	for {
+	pc.lim.n = maxResponseHead
+	for informational := 0; ; informational++ {
 		_, err := pc.br.Peek(1)
 		if err != nil {
 			stop()
@@ -333,9 +336,47 @@ func (t *transport) send(ctx context.Context, pc *persistConn, req *http.Request
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
+		if informational == max1xx {
+			stop()
+			return nil, fmt.Errorf("more than %d informational (1xx) answers", max1xx)
+		}
 	}
+	pc.lim.n = -1 // the body's reads are bounded by their callers
 	resp.Body = &connBody{rc: resp.Body, t: t, pc: pc, stop: stop, keep: !resp.Close, ctx: ctx}
 	return resp, nil
+}
+
+// Limits on a response head: its bytes (status line and headers, 1xx
+// answers included), and the 1xx answers before the real one.
+const (
+	maxResponseHead = 64 << 10
+	max1xx          = 5
+)
+
+// errHeadTooLarge is the error for a response head over maxResponseHead (a
+// constant text: fmt.Errorf would allocate at init).
+var errHeadTooLarge = errors.New("response head larger than 64 KiB")
+
+// limitReader reads at most n bytes from r, then fails with
+// errHeadTooLarge; n < 0 means no limit.
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.r.Read(p)
+	}
+	if l.n == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // connErr describes a failed write or a response that did not start. On a

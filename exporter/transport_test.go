@@ -186,6 +186,18 @@ func TestResponseForms(t *testing.T) {
 			want:  retryable,
 			err:   "malformed HTTP response",
 		},
+		"huge head": {
+			resp:  "HTTP/1.1 204 No Content\r\nX-Filler: " + strings.Repeat("a", 1<<20) + "\r\n\r\n",
+			close: true,
+			want:  retryable,
+			err:   "response head larger than 64 KiB",
+		},
+		"endless 1xx": {
+			resp:  strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 100),
+			close: true,
+			want:  retryable,
+			err:   "more than 5 informational",
+		},
 		"truncated body": {
 			resp:  "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 100\r\n\r\nshort",
 			close: true,
