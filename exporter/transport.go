@@ -311,40 +311,83 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// send writes req on pc and reads the response head. The returned body
-// gives the connection back (or closes it) when it is closed.
+// send writes req on pc and reads the response head at the same time: a
+// server may answer before it has read the body (Loki answers 413 at once
+// when Content-Length is over its limit, then closes the connection), and
+// that answer must be read, not lost behind a broken write. The returned
+// body gives the connection back (or closes it) when it is closed.
 func (t *transport) send(ctx context.Context, pc *persistConn, req *http.Request, proxy *url.URL) (*http.Response, error) {
 	stop := watch(ctx, pc.conn)
-	if err := writeRequest(pc.bw, req, proxy); err != nil {
+	wrote := make(chan error, 1)
+	go func() { wrote <- writeRequest(pc.bw, req, proxy) }()
+	fail := func(err error) (*http.Response, error) {
+		endWrite(pc, wrote, 0)
 		stop()
-		return nil, t.connErr(ctx, pc, err, false)
+		return nil, err
 	}
 	var resp *http.Response
 	pc.lim.n = maxResponseHead
 	for informational := 0; ; informational++ {
 		_, err := pc.br.Peek(1)
 		if err != nil {
+			// No answer. A failed write (a reused connection the server
+			// had closed) says more than the read's EOF.
+			werr := endWrite(pc, wrote, 0)
 			stop()
+			if werr != nil && werr != errWriteCut {
+				return nil, t.connErr(ctx, pc, werr, false)
+			}
 			return nil, t.connErr(ctx, pc, err, true)
 		}
 		resp, err = http.ReadResponse(pc.br, req)
 		if err != nil {
-			stop()
-			return nil, ctxErr(ctx, err)
+			return fail(ctxErr(ctx, err))
 		}
 		// 1xx answers (103 Early Hints) precede the real one.
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
 		if informational == max1xx {
-			stop()
-			return nil, fmt.Errorf("more than %d informational (1xx) answers", max1xx)
+			return fail(fmt.Errorf("more than %d informational (1xx) answers", max1xx))
 		}
 	}
 	pc.lim.n = -1 // the body's reads are bounded by their callers
-	resp.Body = &connBody{rc: resp.Body, t: t, pc: pc, stop: stop, keep: !resp.Close, ctx: ctx}
+	resp.Body = &connBody{rc: resp.Body, t: t, pc: pc, stop: stop, wrote: wrote, keep: !resp.Close, ctx: ctx}
 	return resp, nil
 }
+
+// writeGrace is how long a response's end waits for the request's body to
+// be written before it gives up on the connection: an answer given before
+// the server read the body leaves the rest unwritten (net/http waits 50 ms
+// too).
+const writeGrace = 50 * time.Millisecond
+
+// endWrite waits up to grace for the request writer to finish, then stops
+// it (a past write deadline) and waits for it to return. It returns the
+// write's error, or errWriteCut when it had to stop it.
+func endWrite(pc *persistConn, wrote chan error, grace time.Duration) error {
+	if grace > 0 {
+		timer := time.NewTimer(grace)
+		defer timer.Stop()
+		select {
+		case err := <-wrote:
+			return err
+		case <-timer.C:
+		}
+	} else {
+		select {
+		case err := <-wrote:
+			return err
+		default:
+		}
+	}
+	pc.conn.SetWriteDeadline(aLongTimeAgo)
+	<-wrote
+	return errWriteCut
+}
+
+// errWriteCut: the server answered before it read the whole body.
+var errWriteCut = errors.New("answered before the request body was written")
 
 // Limits on a response head: its bytes (status line and headers, 1xx
 // answers included), and the 1xx answers before the real one.
@@ -439,14 +482,15 @@ func writeRequest(w *bufio.Writer, req *http.Request, proxy *url.URL) error {
 // connBody is a response body. Read to its end and closed, it gives its
 // connection back for the next request; closed early, it closes it.
 type connBody struct {
-	rc   io.ReadCloser
-	t    *transport
-	pc   *persistConn
-	stop func()
-	keep bool
-	eof  bool
-	done bool
-	ctx  context.Context
+	rc    io.ReadCloser
+	t     *transport
+	pc    *persistConn
+	stop  func()
+	wrote chan error // the request writer's result
+	keep  bool
+	eof   bool
+	done  bool
+	ctx   context.Context
 }
 
 func (b *connBody) Read(p []byte) (int, error) {
@@ -468,8 +512,9 @@ func (b *connBody) Close() error {
 		return nil
 	}
 	b.done = true
+	werr := endWrite(b.pc, b.wrote, writeGrace)
 	b.stop()
-	if b.eof && b.keep && b.ctx.Err() == nil {
+	if werr == nil && b.eof && b.keep && b.ctx.Err() == nil {
 		b.t.putIdle(b.pc)
 	} else {
 		b.pc.conn.Close()

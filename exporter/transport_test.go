@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -454,4 +456,58 @@ func FuzzTransportResponse(f *testing.F) {
 			t.Errorf("kept a connection the server asked to close")
 		}
 	})
+}
+
+// TestEarlyAnswer checks a server that answers before reading the body and
+// closes the connection (as Loki does with 413 when Content-Length is over
+// its limit): the client must read that answer, not report the broken
+// write, so that the batch is split and delivered.
+func TestEarlyAnswer(t *testing.T) {
+	const limit = 256 << 10
+	f := newFake(t, nil)
+	var early atomic.Int32
+	addr := serveConns(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.ContentLength > limit {
+				early.Add(1)
+				io.WriteString(conn, "HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: 9\r\n\r\ntoo large")
+				conn.(*net.TCPConn).CloseWrite()
+				return // closes without reading the body
+			}
+			w := httptest.NewRecorder()
+			f.ServeHTTP(w, req)
+			resp := w.Result()
+			resp.ContentLength = int64(w.Body.Len())
+			if err := resp.Write(conn); err != nil {
+				return
+			}
+		}
+	})
+	c := newTestClient(t, fastConfig("http://"+addr))
+	// About 8 MB of lines that snappy cannot shrink: more than the
+	// sockets buffer, so the server answers while the body is being written.
+	batch := testBatch(4000, 4000)
+	rng := rand.New(rand.NewPCG(1, 2))
+	raw := make([]byte, 1000)
+	for i := range batch.Streams[0].Entries {
+		for j := range raw {
+			raw[j] = byte(rng.Uint32())
+		}
+		batch.Streams[0].Entries[i].Line = hex.EncodeToString(raw)
+	}
+	if err := c.Export(context.Background(), batch); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	st := c.Stats()
+	if early.Load() == 0 || st.Splits == 0 {
+		t.Errorf("%d early answers, %d splits: the test did not exercise the early 413", early.Load(), st.Splits)
+	}
+	if got := len(f.lines(func(int) bool { return true })); got != 4000 || st.EntriesSent != 4000 {
+		t.Errorf("Loki got %d lines, client counted %d sent, want 4000", got, st.EntriesSent)
+	}
 }
