@@ -432,10 +432,7 @@ func (c *Client) attempt(ctx context.Context, tenant string, body *sendBuf) erro
 		}
 		return fmt.Errorf("post %s: %w", c.set.redacted, err)
 	}
-	defer func() {
-		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
-		_ = resp.Body.Close()
-	}()
+	defer drain(resp.Body)
 	status := resp.StatusCode
 	c.lastStatus.Store(int64(status))
 	c.observe(status, time.Since(start))
