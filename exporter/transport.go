@@ -366,6 +366,12 @@ const writeGrace = 50 * time.Millisecond
 // it (a past write deadline) and waits for it to return. It returns the
 // write's error, or errWriteCut when it had to stop it.
 func endWrite(pc *persistConn, wrote chan error, grace time.Duration) error {
+	// Usually the body was written before the answer came: no timer.
+	select {
+	case err := <-wrote:
+		return err
+	default:
+	}
 	if grace > 0 {
 		timer := time.NewTimer(grace)
 		defer timer.Stop()
@@ -373,12 +379,6 @@ func endWrite(pc *persistConn, wrote chan error, grace time.Duration) error {
 		case err := <-wrote:
 			return err
 		case <-timer.C:
-		}
-	} else {
-		select {
-		case err := <-wrote:
-			return err
-		default:
 		}
 	}
 	pc.conn.SetWriteDeadline(aLongTimeAgo)
