@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -925,9 +927,19 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 // TestExportAllocs checks that allocations per Export do not grow with the
-// number of entries (buffers are reused).
+// number of entries or streams (buffers are reused). 10 entries are one
+// stream, 10,000 are 100 streams: one allocation more per stream would add
+// 100, one per entry 10,000. The margin of 50 takes in what is not the
+// client's: the test server's goroutines allocate in the same process, and
+// under the race detector sync.Pool drops a quarter of what is put back, so
+// the pooled gzip writer is sometimes made anew. Each count is the lowest of
+// three rounds, as such noise only ever adds.
 func TestExportAllocs(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read the whole body before answering, as Loki does: an answer sent
+		// before a large body is read makes the server close the connection,
+		// and the redials would be counted too.
+		io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
@@ -936,14 +948,19 @@ func TestExportAllocs(t *testing.T) {
 		measure := func(n int) float64 {
 			b := testBatch(n, 100)
 			c.Export(context.Background(), b) // grow the buffers
-			return testing.AllocsPerRun(10, func() {
-				if err := c.Export(context.Background(), b); err != nil {
-					t.Fatal(err)
-				}
-			})
+			lowest := math.Inf(1)
+			for range 3 {
+				lowest = min(lowest, testing.AllocsPerRun(10, func() {
+					if err := c.Export(context.Background(), b); err != nil {
+						t.Fatal(err)
+					}
+				}))
+			}
+			return lowest
 		}
 		small, large := measure(10), measure(10000)
-		if large > small+10 {
+		t.Logf("%s: %v allocations for 10 entries, %v for 10000", proto, small, large)
+		if large > small+50 {
 			t.Errorf("%s: %v allocations for 10000 entries, %v for 10: they grow with entries", proto, large, small)
 		}
 	}
