@@ -27,7 +27,11 @@
 //     (at most 1 KiB). A 400 may mean Loki stored the valid part of the
 //     batch; there is no way to tell which part.
 //
-// Redirects that keep the POST (307, 308) are followed, at most three.
+// Redirects that keep the POST (307, 308) are followed, at most three,
+// except from https to plain http (the logs would travel in clear) and to
+// a URL without a host; those are rejected like other 3xx. A redirect to
+// another host keeps only Content-Type, Content-Encoding, User-Agent and
+// X-Scope-OrgID: Authorization and [Config.Headers] may be credentials.
 //
 // # Retry policy
 //

@@ -26,9 +26,10 @@ type Doer interface {
 // (Export is called by one goroutine at a time), kept alive between
 // requests, proxies from the environment (HTTP_PROXY, HTTPS_PROXY,
 // NO_PROXY; http and https proxies), TLS, and 307/308 redirects followed
-// with the POST kept (others answer the request). It exists because net/http's client (its Transport with
-// HTTP/2, cookies, SOCKS and transparent gzip) costs a service that logs
-// through lokislog about 0.45 MB of binary; see docs/DESIGN.md.
+// with the POST kept (others answer the request). It exists because
+// net/http's client (its Transport with HTTP/2, cookies, SOCKS and
+// transparent gzip) costs a service that logs through lokislog about
+// 0.45 MB of binary; see docs/DESIGN.md.
 //
 // It speaks just what a push needs: a POST with a body of known length,
 // and a response with a Content-Length, chunked or read-until-close body.
@@ -68,12 +69,19 @@ func newTransport(tc *tls.Config, timeout time.Duration) *transport {
 }
 
 // Do sends req, following up to maxRedirects 307 and 308 redirects (the
-// method and body are kept; Authorization is dropped when the host
-// changes) and returning any other redirect as it is.
+// method and body are kept) and returning any other redirect as it is. A
+// redirect from https to plain http, or to a URL without a host, is not
+// followed either. To another host, only the headers in redirectHeaders go
+// along: the others (Authorization, Config.Headers) may hold credentials.
+// It closes req's body (and those it makes), as an http.RoundTripper does,
+// error or not.
 func (t *transport) Do(req *http.Request) (*http.Response, error) {
 	for redirects := 0; ; redirects++ {
 		resp, err := t.roundTrip(req)
 		if err != nil {
+			if req.Body != nil {
+				req.Body.Close() // not written: the dial or the proxy failed
+			}
 			return nil, &url.Error{Op: "Post", URL: req.URL.Redacted(), Err: err}
 		}
 		if (resp.StatusCode != http.StatusTemporaryRedirect && resp.StatusCode != http.StatusPermanentRedirect) ||
@@ -82,7 +90,8 @@ func (t *transport) Do(req *http.Request) (*http.Response, error) {
 		}
 		loc := resp.Header.Get("Location")
 		next, err := req.URL.Parse(loc)
-		if loc == "" || err != nil || (next.Scheme != "http" && next.Scheme != "https") {
+		if loc == "" || err != nil || (next.Scheme != "http" && next.Scheme != "https") ||
+			(req.URL.Scheme == "https" && next.Scheme != "https") || next.Hostname() == "" {
 			return resp, nil // answered as a rejection by the caller
 		}
 		drain(resp.Body)
@@ -93,10 +102,26 @@ func (t *transport) Do(req *http.Request) (*http.Response, error) {
 		r := req.Clone(req.Context())
 		r.URL, r.Host, r.Body = next, "", body
 		if next.Hostname() != req.URL.Hostname() {
-			r.Header.Del("Authorization")
+			for name := range r.Header {
+				if !redirectHeader(name) {
+					delete(r.Header, name)
+				}
+			}
 		}
 		req = r
 	}
+}
+
+// redirectHeader reports whether a redirect to another host keeps the
+// request header name (canonical): those that describe the push, none of
+// them a credential. (A switch, not a map: a package-level map is built at
+// init.)
+func redirectHeader(name string) bool {
+	switch name {
+	case "Content-Type", "Content-Encoding", "User-Agent", "X-Scope-Orgid":
+		return true
+	}
+	return false
 }
 
 // drain reads what is left of a body, up to maxDrain, and closes it, so
@@ -209,14 +234,20 @@ func (t *transport) dial(ctx context.Context, target, proxy *url.URL, key string
 		if proxy.Scheme != "http" && proxy.Scheme != "https" {
 			return nil, fmt.Errorf("proxy scheme %q is not supported (want http or https)", proxy.Scheme)
 		}
+		if proxy.Hostname() == "" { // ":80" would be this machine
+			return nil, errors.New("proxy URL has no host")
+		}
 		addr = canonicalAddr(proxy)
 	}
 	conn, err := t.dialTCP(ctx, "tcp", addr)
 	if err != nil {
+		if proxy != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
 		return nil, err
 	}
 	if proxy != nil && proxy.Scheme == "https" {
-		if conn, err = t.handshake(ctx, conn, proxy.Hostname()); err != nil {
+		if conn, err = t.handshake(ctx, conn, proxy.Hostname(), true); err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 	}
@@ -227,7 +258,7 @@ func (t *transport) dial(ctx context.Context, target, proxy *url.URL, key string
 		}
 	}
 	if target.Scheme == "https" {
-		if conn, err = t.handshake(ctx, conn, target.Hostname()); err != nil {
+		if conn, err = t.handshake(ctx, conn, target.Hostname(), false); err != nil {
 			return nil, err
 		}
 	}
@@ -235,12 +266,14 @@ func (t *transport) dial(ctx context.Context, target, proxy *url.URL, key string
 	return &persistConn{key: key, conn: conn, lim: lim, br: bufio.NewReaderSize(lim, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, nil
 }
 
-func (t *transport) handshake(ctx context.Context, conn net.Conn, host string) (net.Conn, error) {
+// handshake makes the TLS handshake on conn with host. The configured
+// ServerName is Loki's: a handshake with a proxy always names the proxy.
+func (t *transport) handshake(ctx context.Context, conn net.Conn, host string, proxy bool) (net.Conn, error) {
 	cfg := t.tls.Clone()
 	if cfg == nil {
 		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	if cfg.ServerName == "" {
+	if cfg.ServerName == "" || proxy {
 		cfg.ServerName = host
 	}
 	tc := tls.Client(conn, cfg)
@@ -305,10 +338,26 @@ func watch(ctx context.Context, conn net.Conn) (stop func()) {
 // ctxErr returns ctx's error when ctx has ended (the deadline or
 // cancellation is what made the connection fail), and err otherwise.
 func ctxErr(ctx context.Context, err error) error {
+	// A connection's deadline is ctx's: its timeout can come a moment
+	// before ctx's own timer has ended ctx. Wait for it, so that a request
+	// that ran out of time always says so the same way.
+	if dl, ok := ctx.Deadline(); ok && isTimeout(err) && !time.Now().Before(dl) {
+		timer := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
 	if cerr := context.Cause(ctx); cerr != nil {
 		return cerr
 	}
 	return err
+}
+
+func isTimeout(err error) bool {
+	ne := net.Error(nil)
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // send writes req on pc and reads the response head at the same time: a
@@ -343,8 +392,13 @@ func (t *transport) send(ctx context.Context, pc *persistConn, req *http.Request
 		if err != nil {
 			return fail(ctxErr(ctx, err))
 		}
-		// 1xx answers (103 Early Hints) precede the real one.
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+		// 1xx answers (103 Early Hints) precede the real one. A 101 was
+		// not asked for (no Upgrade header is sent): what follows it is
+		// not HTTP.
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return fail(errors.New("server switched protocols (101) unasked"))
+		}
+		if resp.StatusCode >= 200 {
 			break
 		}
 		if informational == max1xx {
@@ -427,10 +481,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // (EOF, reset, broken pipe): it is marked errNoAnswer so that roundTrip
 // tries a new one.
 func (t *transport) connErr(ctx context.Context, pc *persistConn, err error, reading bool) error {
-	if cerr := context.Cause(ctx); cerr != nil {
-		return cerr
-	}
-	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+	if err = ctxErr(ctx, err); context.Cause(ctx) != nil || isTimeout(err) {
 		return err
 	}
 	if pc.reused {
@@ -448,9 +499,7 @@ func (t *transport) connErr(ctx context.Context, pc *persistConn, err error, rea
 func writeRequest(w *bufio.Writer, req *http.Request, proxy *url.URL) error {
 	target := req.URL.RequestURI()
 	if proxy != nil && req.URL.Scheme == "http" {
-		u := *req.URL
-		u.User = nil
-		target = u.String()
+		target = "http://" + req.URL.Host + target // absolute-form, no fragment
 	}
 	host := req.Host
 	if host == "" {
@@ -458,6 +507,9 @@ func writeRequest(w *bufio.Writer, req *http.Request, proxy *url.URL) error {
 	}
 	w.WriteString(req.Method + " " + target + " HTTP/1.1\r\nHost: " + host + "\r\n")
 	for name, values := range req.Header {
+		if framingHeader(name) {
+			continue // the transport writes these itself
+		}
 		for _, v := range values {
 			w.WriteString(name + ": " + v + "\r\n")
 		}
@@ -477,6 +529,17 @@ func writeRequest(w *bufio.Writer, req *http.Request, proxy *url.URL) error {
 		}
 	}
 	return w.Flush()
+}
+
+// framingHeader reports whether writeRequest writes the request header
+// name itself, or never: one from Config.Headers would contradict the
+// request's framing.
+func framingHeader(name string) bool {
+	switch name {
+	case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
+		return true
+	}
+	return false
 }
 
 // connBody is a response body. Read to its end and closed, it gives its
@@ -514,7 +577,10 @@ func (b *connBody) Close() error {
 	b.done = true
 	werr := endWrite(b.pc, b.wrote, writeGrace)
 	b.stop()
-	if werr == nil && b.eof && b.keep && b.ctx.Err() == nil {
+	// Bytes after the answer's end (a 204 with a body, a second answer)
+	// would be read as the answer to the next request: such a connection
+	// is not kept.
+	if werr == nil && b.eof && b.keep && b.pc.br.Buffered() == 0 && b.ctx.Err() == nil {
 		b.t.putIdle(b.pc)
 	} else {
 		b.pc.conn.Close()
