@@ -200,7 +200,10 @@ type Buffer struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 
-	enqueued     atomic.Uint64
+	// enqueued counts the entries Add accepted; guarded by mu. It is a
+	// plain field: an atomic add after Unlock would pull one more shared
+	// cache line into every Add.
+	enqueued     uint64
 	recovered    uint64 // entries found in the spool at start
 	exported     atomic.Uint64
 	settled      atomic.Uint64 // entries that left the pipeline (any way)
@@ -390,8 +393,8 @@ again:
 		case err == nil && b.spoolActive:
 			// The spool is the queue: nothing in memory.
 			wake := b.unreadBytes >= b.cfg.BatchSize
+			b.enqueued++
 			b.mu.Unlock()
-			b.enqueued.Add(1)
 			b.spilled.Add(1)
 			if wake {
 				b.signal()
@@ -403,8 +406,8 @@ again:
 			// counted for an entry still delivered. Let the spool be the
 			// queue alone.
 			b.switchToSpoolLocked()
+			b.enqueued++
 			b.mu.Unlock()
-			b.enqueued.Add(1)
 			b.spilled.Add(1)
 			b.signal()
 			return nil
@@ -459,8 +462,8 @@ again:
 		// Memory is full but the entry is on disk: let the spool be the
 		// queue and drop the memory copies.
 		b.switchToSpoolLocked()
+		b.enqueued++
 		b.mu.Unlock()
-		b.enqueued.Add(1)
 		b.signal()
 		return nil
 	}
@@ -527,8 +530,8 @@ again:
 		sealedOne = true
 	}
 	spill := b.sp != nil && (sealedOne && b.spoolActive || b.bytes > b.cfg.MaxBufferBytes/2)
+	b.enqueued++
 	b.mu.Unlock()
-	b.enqueued.Add(1)
 	if sealedOne || newBatch {
 		b.signal()
 	}
@@ -640,8 +643,9 @@ func (b *Buffer) signalSpill() {
 	}
 }
 
-// admitted returns how many entries entered the pipeline so far.
-func (b *Buffer) admitted() uint64 { return b.enqueued.Load() + b.recovered }
+// admitted returns how many entries entered the pipeline so far. The
+// caller holds b.mu.
+func (b *Buffer) admitted() uint64 { return b.enqueued + b.recovered }
 
 // settle records n entries leaving the pipeline and wakes Flush waiters.
 func (b *Buffer) settle(n int) {
@@ -677,8 +681,8 @@ func (b *Buffer) Flush(ctx context.Context) error {
 	}
 	b.flushWant = true
 	active := b.spoolActive
-	b.mu.Unlock()
 	target := b.admitted()
+	b.mu.Unlock()
 	b.signal()
 	if active {
 		b.signalSpill()
@@ -774,8 +778,11 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 
 // Stats returns a snapshot of the counters.
 func (b *Buffer) Stats() Stats {
+	b.mu.Lock()
+	enqueued := b.enqueued
+	b.mu.Unlock()
 	s := Stats{
-		Enqueued:     b.enqueued.Load(),
+		Enqueued:     enqueued,
 		Exported:     b.exported.Load(),
 		ExportErrors: b.exportErrors.Load(),
 		Spilled:      b.spilled.Load(),

@@ -195,25 +195,37 @@ func (s *state) appendAttrs(as []slog.Attr) bool {
 
 // appendAttr resolves a, applies ReplaceAttr and appends the result. It
 // reports whether anything went into the line.
+//
+// The value's kind is found once and handed down: slog.Value.Kind is a type
+// switch, and Resolve and each of the encoders would otherwise ask again.
 func (s *state) appendAttr(a slog.Attr) bool {
-	a.Value = a.Value.Resolve()
-	if rep := s.p.ReplaceAttr; rep != nil && a.Value.Kind() != slog.KindGroup {
+	kind := a.Value.Kind()
+	if kind == slog.KindLogValuer {
+		a.Value = a.Value.Resolve()
+		kind = a.Value.Kind()
+	}
+	if rep := s.p.ReplaceAttr; rep != nil && kind != slog.KindGroup {
 		groups := s.groups
 		if len(groups) == 0 {
 			groups = nil // as slog passes for top-level attributes
 		}
 		a = rep(groups, a)
 		a.Value = a.Value.Resolve()
+		kind = a.Value.Kind()
 	}
-	return s.appendResolved(a)
+	return s.appendKind(a, kind)
 }
 
 // appendResolved appends an attribute that went through ReplaceAttr: to
 // labels or metadata when its path is in LabelKeys or MetadataKeys,
 // otherwise to the line. It reports whether anything went into the line.
 func (s *state) appendResolved(a slog.Attr) bool {
+	return s.appendKind(a, a.Value.Kind())
+}
+
+// appendKind is appendResolved with the kind of a.Value known.
+func (s *state) appendKind(a slog.Attr, kind slog.Kind) bool {
 	v := a.Value
-	kind := v.Kind()
 	if a.Key == "" && kind == slog.KindAny && v.Any() == nil {
 		return false // the empty Attr
 	}
@@ -260,7 +272,7 @@ func (s *state) appendResolved(a slog.Attr) bool {
 		}
 	}
 	s.appendKey(a.Key)
-	s.appendValue(v)
+	s.appendValue(v, kind)
 	return true
 }
 
@@ -328,11 +340,11 @@ func (s *state) appendString(str string) {
 	}
 }
 
-func (s *state) appendValue(v slog.Value) {
+func (s *state) appendValue(v slog.Value, kind slog.Kind) {
 	if s.json {
-		s.buf = appendJSONValue(s.buf, v)
+		s.buf = appendJSONKind(s.buf, v, kind)
 	} else {
-		s.buf = appendTextValue(s.buf, v, true)
+		s.buf = appendTextKind(s.buf, v, kind, true)
 	}
 }
 
@@ -542,7 +554,12 @@ func truncateLine(b []byte, max int) []byte {
 // strings are quoted when logfmt needs it; without, the raw text is
 // appended (for label and metadata values).
 func appendTextValue(dst []byte, v slog.Value, quote bool) []byte {
-	switch v.Kind() {
+	return appendTextKind(dst, v, v.Kind(), quote)
+}
+
+// appendTextKind is appendTextValue with v's kind known.
+func appendTextKind(dst []byte, v slog.Value, kind slog.Kind, quote bool) []byte {
+	switch kind {
 	case slog.KindString:
 		if quote {
 			return enc.AppendLogfmtString(dst, v.String())
@@ -628,9 +645,10 @@ func panicText(x any, r any) string {
 	return fmt.Sprintf("!PANIC: %v", r)
 }
 
-// appendJSONValue appends v as slog's JSONHandler writes it.
-func appendJSONValue(dst []byte, v slog.Value) []byte {
-	switch v.Kind() {
+// appendJSONKind appends v, of the given kind, as slog's JSONHandler
+// writes it.
+func appendJSONKind(dst []byte, v slog.Value, kind slog.Kind) []byte {
+	switch kind {
 	case slog.KindString:
 		return enc.AppendJSONString(dst, v.String())
 	case slog.KindInt64:
