@@ -68,24 +68,46 @@ func getState(h *Handler) *state {
 }
 
 func (s *state) free() {
+	s.reset()
+	statePool.Put(s)
+}
+
+// reset makes s as a new state, keeping its slices' capacity.
+func (s *state) reset() {
 	if cap(s.buf) > maxPooledBuffer {
 		s.buf = nil
 	}
 	if cap(s.scratch) > maxPooledBuffer {
 		s.scratch = nil
 	}
-	// Drop references to the caller's strings before pooling.
-	clear(s.groups)
-	clear(s.labels)
-	clear(s.meta)
-	clear(s.pairs)
-	clear(s.dyn)
-	*s = state{
-		buf: s.buf[:0], prefix: s.prefix[:0], path: s.path[:0], groups: s.groups[:0],
-		scratch: s.scratch[:0], labels: s.labels[:0], meta: s.meta[:0],
-		pairs: s.pairs[:0], dyn: s.dyn[:0], set: s.set[:0],
+	// Field by field: reslicing a field to [:0] stores only its length,
+	// where assigning a whole state{} rewrites every pointer. Slices of
+	// strings are cleared first, to drop references to the caller's
+	// strings before pooling. TestStateReset checks every field.
+	s.h, s.p, s.json, s.persist = nil, nil, false, false
+	s.buf, s.sep, s.prefix, s.path = s.buf[:0], "", s.prefix[:0], s.path[:0]
+	if len(s.groups) > 0 {
+		clear(s.groups)
+		s.groups = s.groups[:0]
 	}
-	statePool.Put(s)
+	s.scratch, s.set = s.scratch[:0], s.set[:0]
+	if len(s.labels) > 0 {
+		clear(s.labels)
+		s.labels = s.labels[:0]
+	}
+	if len(s.meta) > 0 {
+		clear(s.meta)
+		s.meta = s.meta[:0]
+	}
+	s.metaSize, s.metaOverflow = 0, false
+	if len(s.pairs) > 0 {
+		clear(s.pairs)
+		s.pairs = s.pairs[:0]
+	}
+	if len(s.dyn) > 0 {
+		clear(s.dyn)
+		s.dyn = s.dyn[:0]
+	}
 }
 
 func (s *state) attrSep() string {
