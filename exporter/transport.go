@@ -177,7 +177,7 @@ func (t *transport) getIdle(key string) *persistConn {
 	if pc == nil {
 		return nil
 	}
-	if pc.key != key || time.Since(pc.usedAt) > maxIdleAge {
+	if pc.key != key || time.Since(pc.usedAt) > maxIdleAge || !idleQuiet(pc.conn) {
 		pc.conn.Close()
 		return nil
 	}

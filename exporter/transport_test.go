@@ -3,6 +3,7 @@ package exporter
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -53,29 +54,102 @@ func TestKeepAlive(t *testing.T) {
 	}
 }
 
-// TestStaleConnection checks that a kept connection the server closed
-// while it was idle costs no retry: the push goes out on a new one.
+// TestStaleConnection checks that a kept connection the server closes
+// without answering the next request (it closed it while idle, and the
+// client did not see it in time) costs no retry: the push goes out again on
+// a new connection.
 func TestStaleConnection(t *testing.T) {
-	f := newFake(t, nil)
-	srv, conns := countedServer(t, f)
-	c := newTestClient(t, fastConfig(srv.URL))
+	var conns, answered atomic.Int32
+	addr := serveConns(t, func(conn net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(conn)
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if i == 1 {
+				return // the second request on a connection: closed unanswered
+			}
+			answered.Add(1)
+			if _, err := io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	c := newTestClient(t, fastConfig("http://"+addr))
 	for i := range 3 {
 		if err := c.Export(context.Background(), testBatch(2, 2)); err != nil {
 			t.Fatalf("push %d: %v", i, err)
 		}
-		srv.CloseClientConnections()
 	}
 	if n := conns.Load(); n != 3 {
-		t.Errorf("%d connections, want 3 (one per push)", n)
+		t.Errorf("%d connections, want 3", n)
 	}
 	st := c.Stats()
-	// Each push after the first is written on the dead connection, then
+	// Each push after the first is written on the kept connection, then
 	// once more on a new one.
 	if st.Requests != 5 || st.Retries != 0 || st.EntriesSent != 6 {
 		t.Errorf("Stats = %+v, want 5 requests, no retry and 6 entries sent", st)
 	}
-	if got := len(f.requests()); got != 3 {
-		t.Errorf("Loki received %d pushes, want 3", got)
+	if n := answered.Load(); n != 3 {
+		t.Errorf("%d pushes answered, want 3", n)
+	}
+}
+
+// TestIdleConnection checks that a kept connection on which something came
+// while it was idle (the server closed it, or sent a 408 first, as some
+// load balancers do) is not used for the next push: it goes out at once on
+// a new connection, written once, with no retry.
+func TestIdleConnection(t *testing.T) {
+	if !idlePeek {
+		t.Skip("this platform cannot peek at an idle socket; a stale connection costs a resend there (TestStaleConnection)")
+	}
+	for name, late := range map[string]string{
+		"closed":        "",
+		"408 and close": "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			goAhead, idled := make(chan struct{}), make(chan struct{})
+			var conns atomic.Int32
+			addr := serveConns(t, func(conn net.Conn) {
+				first := conns.Add(1) == 1
+				br := bufio.NewReader(conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
+						return
+					}
+					if first {
+						<-goAhead // the client has its answer
+						io.WriteString(conn, late)
+						conn.Close()
+						close(idled)
+						return
+					}
+				}
+			})
+			c := newTestClient(t, fastConfig("http://"+addr))
+			if err := c.Export(context.Background(), testBatch(2, 2)); err != nil {
+				t.Fatal(err)
+			}
+			close(goAhead)
+			<-idled
+			if err := c.Export(context.Background(), testBatch(2, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if st := c.Stats(); st.Requests != 2 || st.Retries != 0 {
+				t.Errorf("Stats = %+v, want 2 requests and no retry", st)
+			}
+			if n := conns.Load(); n != 2 {
+				t.Errorf("%d connections, want 2", n)
+			}
+		})
 	}
 }
 
@@ -509,5 +583,34 @@ func TestEarlyAnswer(t *testing.T) {
 	}
 	if got := len(f.lines(func(int) bool { return true })); got != 4000 || st.EntriesSent != 4000 {
 		t.Errorf("Loki got %d lines, client counted %d sent, want 4000", got, st.EntriesSent)
+	}
+}
+
+// TestTLSKeepAlive checks that pushes over TLS share one connection: what
+// a TLS 1.3 server sends after its handshake (session tickets) must not
+// make the idle connection look used.
+func TestTLSKeepAlive(t *testing.T) {
+	p := newPKI(t, t.TempDir())
+	f := newFake(t, nil)
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(f)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.server}, MinVersion: tls.VersionTLS13}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	cfg := fastConfig(srv.URL)
+	cfg.TLS = TLSConfig{CAFile: p.caFile}
+	c := newTestClient(t, cfg)
+	for i := range 5 {
+		if err := c.Export(context.Background(), testBatch(3, 3)); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 5 pushes over TLS, want 1", n)
 	}
 }
