@@ -123,34 +123,42 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	}
 
 	var errs []error
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
-		c, err := meter.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	for _, c := range []struct {
+		dst              *metric.Int64ObservableCounter
+		name, unit, desc string
+	}{
+		{&m.enqueued, MetricRecordsEnqueued, unitRecords, "Records queued for sending to Loki."},
+		{&m.exported, MetricRecordsExported, unitRecords, "Records Loki accepted."},
+		{&m.dropped, MetricRecordsDropped, unitRecords, "Records lost, by reason."},
+		{&m.spilled, MetricRecordsSpilled, unitRecords, "Records written to the on-disk spool."},
+		{&m.replayed, MetricRecordsReplayed, unitRecords, "Records read back from the spool and delivered."},
+		{&m.truncated, MetricRecordsTruncated, unitRecords, "Lines cut to the maximum line size."},
+		{&m.overflow, MetricRecordsOverflow, unitRecords, "Records whose labels or metadata went over a limit, by limit."},
+		{&m.requests, MetricExportRequests, unitRequests, "Push requests sent to Loki, retries included."},
+		{&m.retries, MetricExportRetries, unitRequests, "Push requests that repeated a failed one."},
+		{&m.failures, MetricExportFailures, unitBatches, "Batch pushes that failed (after the exporter's retries)."},
+		{&m.bytesSent, MetricExportBytes, unitBytes, "Request body bytes sent to Loki, compressed, retries included."},
+		{&m.diskErrors, MetricSpoolWriteErrors, unitErrors, "Failed writes to the spool."},
+	} {
+		var err error
+		*c.dst, err = meter.Int64ObservableCounter(c.name, metric.WithUnit(c.unit), metric.WithDescription(c.desc))
 		errs = append(errs, err)
-		return c
 	}
-	upDown := func(name, unit, desc string) metric.Int64ObservableUpDownCounter {
-		c, err := meter.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	for _, c := range []struct {
+		dst              *metric.Int64ObservableUpDownCounter
+		name, unit, desc string
+	}{
+		{&m.bufBytes, MetricBufferSize, unitBytes, "Bytes of records held in memory, not yet delivered."},
+		{&m.bufRecords, MetricBufferRecords, unitRecords, "Records held in memory, not yet delivered."},
+		{&m.spoolBytes, MetricSpoolSize, unitBytes, "Size of the on-disk spool."},
+		{&m.spoolRecords, MetricSpoolRecords, unitRecords, "Records in the spool not yet delivered."},
+		{&m.spoolSegs, MetricSpoolSegments, unitSegments, "Files of the on-disk spool."},
+		{&m.streams, MetricStreams, unitStreams, "Distinct label sets opened."},
+	} {
+		var err error
+		*c.dst, err = meter.Int64ObservableUpDownCounter(c.name, metric.WithUnit(c.unit), metric.WithDescription(c.desc))
 		errs = append(errs, err)
-		return c
 	}
-	m.enqueued = counter(MetricRecordsEnqueued, unitRecords, "Records queued for sending to Loki.")
-	m.exported = counter(MetricRecordsExported, unitRecords, "Records Loki accepted.")
-	m.dropped = counter(MetricRecordsDropped, unitRecords, "Records lost, by reason.")
-	m.spilled = counter(MetricRecordsSpilled, unitRecords, "Records written to the on-disk spool.")
-	m.replayed = counter(MetricRecordsReplayed, unitRecords, "Records read back from the spool and delivered.")
-	m.truncated = counter(MetricRecordsTruncated, unitRecords, "Lines cut to the maximum line size.")
-	m.overflow = counter(MetricRecordsOverflow, unitRecords, "Records whose labels or metadata went over a limit, by limit.")
-	m.requests = counter(MetricExportRequests, unitRequests, "Push requests sent to Loki, retries included.")
-	m.retries = counter(MetricExportRetries, unitRequests, "Push requests that repeated a failed one.")
-	m.failures = counter(MetricExportFailures, unitBatches, "Batch pushes that failed (after the exporter's retries).")
-	m.bytesSent = counter(MetricExportBytes, unitBytes, "Request body bytes sent to Loki, compressed, retries included.")
-	m.diskErrors = counter(MetricSpoolWriteErrors, unitErrors, "Failed writes to the spool.")
-	m.bufBytes = upDown(MetricBufferSize, unitBytes, "Bytes of records held in memory, not yet delivered.")
-	m.bufRecords = upDown(MetricBufferRecords, unitRecords, "Records held in memory, not yet delivered.")
-	m.spoolBytes = upDown(MetricSpoolSize, unitBytes, "Size of the on-disk spool.")
-	m.spoolRecords = upDown(MetricSpoolRecords, unitRecords, "Records in the spool not yet delivered.")
-	m.spoolSegs = upDown(MetricSpoolSegments, unitSegments, "Files of the on-disk spool.")
-	m.streams = upDown(MetricStreams, unitStreams, "Distinct label sets opened.")
 	var err error
 	m.lag, err = meter.Float64ObservableGauge(MetricLag, metric.WithUnit(unitSeconds),
 		metric.WithDescription("Age of the oldest record not yet delivered; 0 when everything was delivered."))
