@@ -45,8 +45,9 @@ type Config struct {
 	// PushPath is appended to its path unless the path already ends with
 	// it, so a gateway prefix is kept: "http://gw/loki" pushes to
 	// "http://gw/loki/loki/api/v1/push". User information in the URL
-	// ("https://user:pass@host") is used for basic auth when Username is
-	// empty and never appears in errors. Required.
+	// ("https://user:pass@host") is used for basic auth when Username and
+	// BearerToken are empty, is removed from the URL either way, and never
+	// appears in errors. Required.
 	URL string `json:"url" yaml:"url"`
 
 	// TenantID is sent as X-Scope-OrgID. A batch's own Tenant overrides it.

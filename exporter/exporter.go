@@ -127,13 +127,13 @@ type Exporter interface {
 var ErrShutdown = errors.New("exporter: shut down")
 
 // PermanentError reports that the receiver rejected a batch for good: a 4xx
-// other than 408 and 429, or a 413 for a single entry. The batch must not be
-// sent again.
+// other than 408, 413 and 429, a 501, a redirect not followed, or a 413 for
+// a single entry. The batch must not be sent again.
 type PermanentError struct {
 	// Status is the HTTP status code, or 0 when the exporter refused the
 	// entries without sending them (for example labels it cannot encode).
 	Status int
-	// Reason is the receiver's answer text, cut to a few hundred bytes.
+	// Reason is the receiver's answer text, cut to at most 1 KiB.
 	Reason string
 	// Entries is how many entries were rejected.
 	Entries int

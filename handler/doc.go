@@ -67,16 +67,23 @@
 //
 // # Guarantees
 //
-//   - Handle never blocks on Loki and never does I/O: it encodes, then
-//     hands the entry to the buffer in a short critical section.
-//   - Handle never panics. A LogValuer, String, Error, MarshalText or
-//     MarshalJSON method that panics is written inline as slog does
-//     ("!PANIC: ..." or "<nil>"); a panic elsewhere (in ReplaceAttr) drops
-//     the record, counts it under [ReasonEncodePanic] and returns an error.
+//   - Handle never blocks on Loki and never does network I/O: it encodes,
+//     then hands the entry to the buffer in a short critical section. It
+//     touches the disk only with a spool: in SpoolMode "always" it copies
+//     the record into the spool (the OS page cache; with SpoolSync "batch"
+//     also an fsync), and in "spill" mode, when memory is full and the
+//     spilling goroutine is behind, it writes the oldest batch itself.
+//   - Handle never panics. A String, Error, MarshalText or MarshalJSON
+//     method that panics is written inline as slog does ("!PANIC: ..." or
+//     "<nil>"), a panicking LogValuer as slog's Resolve reports it
+//     ("LogValue panicked" and the call stack); a panic elsewhere (in
+//     ReplaceAttr) drops the record, counts it under [ReasonEncodePanic]
+//     and returns an error.
 //   - Handle returns an error only when the record was not queued: after
-//     Shutdown, or when memory is full and no spool takes it. Every such
-//     record is counted in [Stats].Dropped by reason; nothing is lost
-//     silently.
+//     Shutdown, when memory is full and no spool takes it, or when encoding
+//     panicked. Every such record is counted in [Stats].Dropped by reason;
+//     nothing is lost silently. slog.Logger discards Handle's error: with
+//     a Logger, watch Stats().Dropped or lokislog.records.dropped.
 //   - Memory is bounded by Config.MaxBufferBytes; the handler's own
 //     per-record buffers are pooled, and buffers over 16 KiB are not kept.
 //   - New never contacts Loki: a Loki that is down at start is normal.
@@ -125,7 +132,7 @@
 //	lokislog.records.overflow     counter   {record}   attribute limit: streams, labels, metadata
 //	lokislog.export.requests      counter   {request}  push requests, retries included
 //	lokislog.export.retries       counter   {request}  push requests that repeated a failed one
-//	lokislog.export.failures      counter   {batch}    batch pushes that failed after retries
+//	lokislog.export.failures      counter   {batch}    batch pushes that failed: retries ran out, or Loki rejected entries
 //	lokislog.export.bytes         counter   By         request bytes sent (compressed)
 //	lokislog.export.duration      histogram s          each push request; http.response.status_code or error.type=no_response
 //	lokislog.buffer.size          updown    By         bytes in memory, not yet delivered

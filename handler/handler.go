@@ -210,7 +210,9 @@ func setPair(ps []labels.Pair, p labels.Pair) []labels.Pair {
 // Handle encodes r and queues it. It never blocks on Loki and never panics;
 // it returns an error only when the entry was not queued: after Shutdown
 // (buffer.ErrClosed), when memory is full and no spool takes the entry
-// (buffer.ErrFull, buffer.ErrTooLarge), each counted in Stats.Dropped.
+// (buffer.ErrFull, buffer.ErrTooLarge), or when encoding panicked (in
+// ReplaceAttr, say), each counted in Stats.Dropped. slog.Logger discards
+// this error.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) (err error) {
 	p := h.p
 	if p.closed.Load() {
@@ -272,9 +274,13 @@ func (h *Handler) Flush(ctx context.Context) error {
 }
 
 // Shutdown stops accepting records, sends what is queued until ctx ends and
-// stops the pipeline's goroutines. It is idempotent and shared by all
-// clones: later calls wait for the first and return its result. Handle
-// returns buffer.ErrClosed afterwards.
+// stops the pipeline's goroutines. With a spool it stops sending a little
+// before ctx's deadline (a fifth of the time left, at most 500 ms) and
+// writes what is left to the spool, for the next start; without one, what
+// is left is counted as dropped (buffer.ReasonShutdown) and the error wraps
+// context.DeadlineExceeded. It is idempotent and shared by all clones:
+// later calls wait for the first and return its result. Handle returns
+// buffer.ErrClosed afterwards, and Flush too.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	p := h.p
 	p.shutdownOnce.Do(func() {
@@ -297,7 +303,9 @@ type Stats struct {
 	// (buffer.ReasonBufferFull, buffer.ReasonClosed, buffer.ReasonRejected,
 	// ...) and [ReasonEncodePanic].
 	Dropped map[string]uint64
-	// ExportErrors counts failed push attempts of whole batches.
+	// ExportErrors counts batch pushes that returned an error: the push
+	// client's retries ran out (the batch is kept and tried again), or
+	// Loki rejected some or all of its entries.
 	ExportErrors uint64
 	// Requests, Retries and BytesSent are the push client's counters:
 	// HTTP requests made, of which retries, and compressed bytes sent.

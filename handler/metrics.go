@@ -136,7 +136,7 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		{&m.overflow, MetricRecordsOverflow, unitRecords, "Records whose labels or metadata went over a limit, by limit."},
 		{&m.requests, MetricExportRequests, unitRequests, "Push requests sent to Loki, retries included."},
 		{&m.retries, MetricExportRetries, unitRequests, "Push requests that repeated a failed one."},
-		{&m.failures, MetricExportFailures, unitBatches, "Batch pushes that failed (after the exporter's retries)."},
+		{&m.failures, MetricExportFailures, unitBatches, "Batch pushes that returned an error: the exporter's retries ran out, or Loki rejected entries."},
 		{&m.bytesSent, MetricExportBytes, unitBytes, "Request body bytes sent to Loki, compressed, retries included."},
 		{&m.diskErrors, MetricSpoolWriteErrors, unitErrors, "Failed writes to the spool."},
 	} {

@@ -258,7 +258,8 @@ type Entry struct {
 	// Line is the log line, byte for byte.
 	Line string
 	// Metadata is the structured metadata as Loki stores it: names
-	// normalised ("-" and other characters outside [a-zA-Z0-9_] become "_"),
+	// normalised (every run of characters outside [a-zA-Z0-9], underscores
+	// included, becomes one "_"; a leading digit gets the prefix "key_"),
 	// empty values dropped, invalid UTF-8 in values replaced by spaces. It is
 	// nil when the entry has none.
 	Metadata map[string]string
