@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,6 +216,7 @@ type Buffer struct {
 	diskErrors   atomic.Uint64
 	dropMu       sync.Mutex
 	dropped      map[string]uint64 // guarded by dropMu
+	drops        dropReports       // guarded by dropMu
 
 	errs *errorReporter
 }
@@ -770,6 +774,16 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 		if err := b.exp.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown exporter: %w", err))
 		}
+		b.dropMu.Lock()
+		b.drops.closed = true
+		if b.drops.timer != nil {
+			b.drops.timer.Stop()
+		}
+		last := b.dropErrorLocked()
+		b.dropMu.Unlock()
+		if last != nil {
+			b.errs.report(last)
+		}
 		b.shutdownErr = errors.Join(errs...)
 	})
 	<-b.done
@@ -835,12 +849,137 @@ func (b *Buffer) Stats() Stats {
 }
 
 func (b *Buffer) drop(reason string, n int) {
+	b.dropCause(reason, n, nil)
+}
+
+// Drop counts n entries that the caller dropped before they reached Add
+// (the handler counts records whose encoding panicked this way), under
+// reason: they appear in Stats.Dropped and are reported to the
+// ErrorHandler like the buffer's own drops. cause, when not nil, is kept
+// as the reason's latest cause for the next report.
+func (b *Buffer) Drop(reason string, n int, cause error) {
+	b.dropCause(reason, n, cause)
+}
+
+// dropReports is what the ErrorHandler was last told about drops. Drops
+// happen on the logging path, sometimes millions a second: each one is
+// counted there, and a timer reports them, at most once a second, from a
+// goroutine of its own. A report made from the logging goroutine could
+// come back into it: an ErrorHandler that logs through this handler would
+// log while memory is full, drop, and report again.
+type dropReports struct {
+	reported map[string]uint64 // counts in the last report
+	causes   map[string]error  // latest cause by reason, since the last report
+	last     time.Time         // of the last report
+	timer    *time.Timer
+	armed    bool // the timer will report
+	closed   bool // Shutdown made its last report
+}
+
+func (b *Buffer) dropCause(reason string, n int, cause error) {
 	if n <= 0 {
 		return
 	}
 	b.dropMu.Lock()
 	b.dropped[reason] += uint64(n)
+	d := &b.drops
+	if cause != nil {
+		if d.causes == nil {
+			d.causes = make(map[string]error)
+		}
+		d.causes[reason] = cause
+	}
+	if !d.armed && !d.closed {
+		d.armed = true
+		wait := max(time.Second-time.Since(d.last), 0)
+		if d.timer == nil {
+			d.timer = time.AfterFunc(wait, b.reportDrops)
+		} else {
+			d.timer.Reset(wait)
+		}
+	}
 	b.dropMu.Unlock()
+}
+
+// reportDrops sends the ErrorHandler a [*DropError] with what was dropped
+// since the last report, if anything was.
+func (b *Buffer) reportDrops() {
+	b.dropMu.Lock()
+	d := &b.drops
+	d.armed = false
+	if d.closed {
+		b.dropMu.Unlock()
+		return
+	}
+	err := b.dropErrorLocked()
+	b.dropMu.Unlock()
+	if err != nil {
+		b.errs.report(err)
+	}
+}
+
+// dropErrorLocked returns the drops since the last report and makes them
+// reported; nil when there are none. Callers hold dropMu.
+func (b *Buffer) dropErrorLocked() *DropError {
+	d := &b.drops
+	var total uint64
+	var fresh map[string]uint64
+	for r, n := range b.dropped {
+		total += n
+		if n > d.reported[r] {
+			if fresh == nil {
+				fresh = make(map[string]uint64)
+			}
+			fresh[r] = n - d.reported[r]
+		}
+	}
+	if fresh == nil {
+		return nil
+	}
+	if d.reported == nil {
+		d.reported = make(map[string]uint64)
+	}
+	for r := range fresh {
+		d.reported[r] = b.dropped[r]
+	}
+	e := &DropError{Dropped: fresh, Total: total, Causes: d.causes}
+	d.causes, d.last = nil, time.Now()
+	return e
+}
+
+// DropError is what Config.ErrorHandler receives about dropped entries:
+// at most one a second while entries are dropped, and a last one from
+// Shutdown. The same counts are in Stats.Dropped. Nothing is reported after
+// Shutdown.
+type DropError struct {
+	// Dropped counts the entries dropped since the previous DropError, by
+	// reason ([ReasonBufferFull], ...).
+	Dropped map[string]uint64
+	// Total counts the entries dropped since New, for every reason.
+	Total uint64
+	// Causes holds, for the reasons that have one, the error behind the
+	// latest of these drops (a record's encoding panic, say).
+	Causes map[string]error
+}
+
+func (e *DropError) Error() string {
+	var n uint64
+	for _, v := range e.Dropped {
+		n += v
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "buffer: dropped %d entries (", n)
+	for i, r := range slices.Sorted(maps.Keys(e.Dropped)) {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "%s %d", r, e.Dropped[r])
+	}
+	fmt.Fprintf(&sb, "), %d since start", e.Total)
+	for _, r := range slices.Sorted(maps.Keys(e.Causes)) {
+		fmt.Fprintf(&sb, "; %s: %v", r, e.Causes[r])
+	}
+	return sb.String()
 }
 
 // run is the export goroutine: it owns every Export call. Started by New,

@@ -73,6 +73,14 @@ func (f *fakeSink) drop(reason string) {
 	f.dropped[reason]++
 }
 
+func (f *fakeSink) Drop(reason string, n int, _ error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for range n {
+		f.drop(reason)
+	}
+}
+
 func (f *fakeSink) Flush(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -32,6 +32,9 @@ type sink interface {
 	Flush(ctx context.Context) error
 	Shutdown(ctx context.Context) error
 	Stats() buffer.Stats
+	// Drop counts entries dropped before Add, and reports them (see
+	// buffer.Buffer.Drop).
+	Drop(reason string, n int, cause error)
 }
 
 // pipeline is shared by a Handler and all its clones.
@@ -50,8 +53,6 @@ type pipeline struct {
 	streamOverflow atomic.Uint64
 	labelOverflow  atomic.Uint64
 	metaOverflow   atomic.Uint64
-	droppedClosed  atomic.Uint64
-	droppedPanic   atomic.Uint64
 }
 
 // Handler is an slog.Handler that sends records to Loki. Create it with
@@ -216,7 +217,7 @@ func setPair(ps []labels.Pair, p labels.Pair) []labels.Pair {
 func (h *Handler) Handle(ctx context.Context, r slog.Record) (err error) {
 	p := h.p
 	if p.closed.Load() {
-		p.droppedClosed.Add(1)
+		p.sink.Drop(buffer.ReasonClosed, 1, nil)
 		return buffer.ErrClosed
 	}
 	s := getState(h)
@@ -225,8 +226,8 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) (err error) {
 			// A panic outside value methods (those are caught where they
 			// are called), for example in ReplaceAttr. The state may be
 			// inconsistent: drop it instead of pooling it.
-			p.droppedPanic.Add(1)
 			err = fmt.Errorf("handler: encoding record panicked: %v", v)
+			p.sink.Drop(ReasonEncodePanic, 1, err)
 			return
 		}
 		s.free()
@@ -376,12 +377,6 @@ func (h *Handler) Stats() Stats {
 	}
 	if st.Dropped == nil {
 		st.Dropped = make(map[string]uint64)
-	}
-	if n := p.droppedClosed.Load(); n > 0 {
-		st.Dropped[buffer.ReasonClosed] += n
-	}
-	if n := p.droppedPanic.Load(); n > 0 {
-		st.Dropped[ReasonEncodePanic] += n
 	}
 	if p.clientStats != nil {
 		cs := p.clientStats()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unicode/utf8"
 
@@ -408,4 +409,68 @@ func TestHandlerConcurrentSafe(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDropsReported checks that records dropped inside Handle, whose error
+// slog.Logger discards, still reach the ErrorHandler: a record whose
+// encoding panicked (with the panic as the cause) and records refused
+// because memory is full.
+func TestDropsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var drops []*buffer.DropError
+		h, err := New(Config{
+			URL: "http://127.0.0.1:1", BatchWait: time.Hour, MaxBufferBytes: 64 << 10,
+			ErrorHandler: func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if d := (*buffer.DropError)(nil); errors.As(err, &d) {
+					drops = append(drops, d)
+				}
+			},
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == "boom" {
+					panic("rep boom")
+				}
+				return a
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := slog.New(h)
+		l.Info("panics", "boom", 1)
+		for i := range 2000 {
+			l.Info("fills memory", "i", i, "pad", strings.Repeat("x", 100))
+		}
+		time.Sleep(time.Second) // reports are at most a second apart
+		synctest.Wait()
+		st := h.Stats()
+		mu.Lock()
+		reported := make(map[string]uint64)
+		var cause error
+		for _, d := range drops {
+			for r, n := range d.Dropped {
+				reported[r] += n
+			}
+			if c := d.Causes[ReasonEncodePanic]; c != nil {
+				cause = c
+			}
+		}
+		n := len(drops)
+		mu.Unlock()
+		if n == 0 || n > 2 {
+			t.Errorf("%d drop reports, want 1 or 2", n)
+		}
+		if reported[ReasonEncodePanic] != 1 || reported[buffer.ReasonBufferFull] == 0 ||
+			reported[buffer.ReasonBufferFull] != st.Dropped[buffer.ReasonBufferFull] {
+			t.Errorf("reported %v, want 1 encode_panic and the %d buffer_full drops of Stats", reported, st.Dropped[buffer.ReasonBufferFull])
+		}
+		if cause == nil || !strings.Contains(cause.Error(), "rep boom") {
+			t.Errorf("encode_panic cause %v, want the panic", cause)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+	})
 }
