@@ -67,8 +67,8 @@ type Options struct {
 	// An Append that would pass it deletes the oldest segments first, even
 	// unacknowledged ones, and counts what they held in
 	// Stats.DroppedFull*. The mmap writer preallocates the segment being
-	// written to SegmentSize, so the directory uses up to MaxBytes +
-	// SegmentSize. Default 256 MiB.
+	// written to SegmentSize, and the next one ahead of time, so the
+	// directory uses up to MaxBytes + 2 × SegmentSize. Default 256 MiB.
 	MaxBytes int64
 
 	// SegmentSize is the size at which a segment is closed and the next
