@@ -35,7 +35,17 @@
 //     keys that Promtail or Fluent Bit spell otherwise) and, in YAML, its
 //     line: "line 2: tls_config.ca_fle: unknown field". Errors about a key
 //     wrap a [*handler.ConfigError].
-//   - An empty YAML document is the zero Config.
+//   - An empty YAML document is the zero Config. A file holds one YAML
+//     document: a second one (after "---") is an error, not ignored. A
+//     UTF-8 byte order mark is skipped, in JSON too.
+//   - Errors do not show the values of secrets (url, username, password,
+//     bearer_token, headers) nor YAML anchor names, which a value that
+//     starts with '*' becomes. A tag that YAML does not define, and an
+//     anchor or a tag other than !!str or !!binary on a secret, are errors:
+//     the YAML library would drop them silently ("password: &x y" would be
+//     the password "y"). Quote such values.
+//   - [LoadFile] refuses a directory. A named pipe is read like a file:
+//     opening it waits for a writer, as open(2) does.
 //   - Nothing is validated: [handler.New] does that, and reports every
 //     problem at once.
 package config

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,7 +38,18 @@ func LoadFile(path string) (handler.Config, error) {
 		return handler.Config{}, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	c, err := load(f, format)
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return handler.Config{}, fmt.Errorf("config %s: is a directory", path)
+	}
+	data, err := read(f)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) { // it names the file
+			return handler.Config{}, fmt.Errorf("config: %w", err)
+		}
+		return handler.Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	c, err := parse(data, format)
 	if err != nil {
 		return handler.Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -56,30 +69,55 @@ func Load(r io.Reader, format string) (handler.Config, error) {
 }
 
 func load(r io.Reader, format string) (handler.Config, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	data, err := read(r)
 	if err != nil {
 		return handler.Config{}, err
 	}
-	if len(data) > MaxSize {
-		return handler.Config{}, fmt.Errorf("larger than %d bytes", MaxSize)
+	return parse(data, format)
+}
+
+// read reads at most MaxSize bytes from r.
+func read(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	if err != nil {
+		return nil, err
 	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("larger than %d bytes", MaxSize)
+	}
+	return data, nil
+}
+
+// parse decodes a configuration in format from data.
+func parse(data []byte, format string) (handler.Config, error) {
 	var c handler.Config
 	switch strings.ToLower(format) {
 	case "yaml", "yml":
+		dec := yaml.NewDecoder(bytes.NewReader(data))
 		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return handler.Config{}, err
-		}
-		if doc.Kind == 0 { // no document: comments at most
+		if err := dec.Decode(&doc); err == io.EOF { // no document: comments at most
 			return c, nil
+		} else if err != nil {
+			return handler.Config{}, hideAnchor(err, data)
 		}
-		if err := checkMappings(&doc); err != nil {
+		// A second document would be ignored: refuse it, unless it is
+		// empty (a trailing "---").
+		var next yaml.Node
+		if err := dec.Decode(&next); err != nil && err != io.EOF {
+			return handler.Config{}, fmt.Errorf("second YAML document: %w", hideAnchor(err, data))
+		} else if err == nil && !(len(next.Content) == 1 && next.Content[0].ShortTag() == "!!null") {
+			return handler.Config{}, fmt.Errorf("line %d: a second YAML document: want one", next.Line)
+		}
+		if err := checkNodes(&doc, ""); err != nil {
 			return handler.Config{}, err
 		}
 		if err := doc.Decode(&c); err != nil {
-			return handler.Config{}, withLine(&doc, err)
+			return handler.Config{}, withLine(&doc, hideAnchor(err, data))
 		}
 	case "json":
+		// RFC 8259 lets a parser skip a byte order mark; Windows
+		// editors write one. (The YAML library skips it itself.)
+		data = bytes.TrimPrefix(data, []byte("\uFEFF"))
 		if err := json.Unmarshal(data, &c); err != nil {
 			var ce *handler.ConfigError
 			if errors.As(err, &ce) {
@@ -98,19 +136,123 @@ func load(r io.Reader, format string) (handler.Config, error) {
 // minutes for a mapping that fills MaxSize.
 const maxKeys = 1000
 
-// checkMappings returns an error for a mapping under n with more than
-// maxKeys keys. It does not follow aliases: what they name is checked
-// where it stands.
-func checkMappings(n *yaml.Node) error {
-	if n.Kind == yaml.MappingNode && len(n.Content) > 2*maxKeys {
-		return fmt.Errorf("line %d: a mapping of more than %d keys", n.Line, maxKeys)
+// checkNodes returns an error for a mapping under n, whose path in the
+// Config is path, with more than maxKeys keys, and for tags and anchors
+// that would silently change a value:
+//
+//   - a tag YAML does not define ("!x" or "!!x"): the library ignores it,
+//     so "password: !x y" is the password "y";
+//   - an anchor, or a tag other than !!str and !!binary, on a secret (url,
+//     username, password, bearer_token, a header): "password: &x y" is the
+//     password "y", and "password: !!int x" is an error that quotes x.
+//
+// Neither the tag nor the value is shown. It does not follow aliases: what
+// they name is checked where it stands.
+func checkNodes(n *yaml.Node, path string) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("line %d: %w", n.Line, &handler.ConfigError{Key: path, Err: fmt.Errorf(format, args...)})
 	}
-	for _, c := range n.Content {
-		if err := checkMappings(c); err != nil {
-			return err
+	tagged := n.Style&yaml.TaggedStyle != 0
+	if tagged && !knownTag(n.ShortTag()) {
+		return bad("unknown YAML tag (not shown): quote a value that starts with !")
+	}
+	if secretPath(path) && n.Kind != yaml.AliasNode {
+		switch {
+		case n.Anchor != "":
+			return bad("YAML anchor on a secret (not shown): quote a value that starts with &")
+		case tagged && n.ShortTag() != "!!str" && n.ShortTag() != "!!binary":
+			return bad("YAML tag %s on a secret (value not shown): quote a value that starts with !", n.ShortTag())
+		}
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := checkNodes(c, path); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := checkNodes(c, path+"["+strconv.Itoa(i)+"]"); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		if len(n.Content) > 2*maxKeys {
+			return fmt.Errorf("line %d: a mapping of more than %d keys", n.Line, maxKeys)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if err := checkNodes(k, path); err != nil {
+				return err
+			}
+			p := path // a merge key's mappings are this one's
+			if k.ShortTag() != "!!merge" {
+				p = join(path, k.Value)
+			}
+			if err := checkNodes(v, p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// knownTag reports whether tag is one of YAML's own, which the library
+// resolves or refuses with an error.
+func knownTag(tag string) bool {
+	switch tag {
+	case "!!str", "!!int", "!!float", "!!bool", "!!null", "!!binary", "!!timestamp", "!!map", "!!seq", "!!merge":
+		return true
+	}
+	return false
+}
+
+// secretPath reports whether the value at path is one whose value errors
+// must not show, as [handler.Config.ApplyEnv] treats their variables.
+func secretPath(path string) bool {
+	switch path {
+	case "url", "username", "password", "bearer_token":
+		return true
+	}
+	return strings.HasPrefix(path, "headers.")
+}
+
+// join returns the path of key under path.
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// hideAnchor returns err without the anchor name that the YAML library's
+// errors about aliases quote: "password: *x" reads the password as an
+// alias of x. The error gets the line of the first alias of that name.
+func hideAnchor(err error, data []byte) error {
+	msg := err.Error()
+	name, ok := strings.CutPrefix(msg, "yaml: unknown anchor '")
+	if name, ok = strings.CutSuffix(name, "' referenced"); ok {
+		return fmt.Errorf("%sunknown YAML anchor (not shown): quote a value that starts with *", aliasLine(data, name))
+	}
+	name, ok = strings.CutPrefix(msg, "yaml: anchor '")
+	if name, ok = strings.CutSuffix(name, "' value contains itself"); ok {
+		return fmt.Errorf("%sa YAML anchor (not shown) is used inside its own value", aliasLine(data, name))
+	}
+	return err
+}
+
+// aliasLine returns "line N: " for the first line of data with an alias
+// of name, or "".
+func aliasLine(data []byte, name string) string {
+	i := 0
+	for line := range bytes.Lines(data) {
+		i++
+		if bytes.Contains(line, []byte("*"+name)) {
+			return fmt.Sprintf("line %d: ", i)
+		}
+	}
+	return ""
 }
 
 // withLine returns the ConfigError in err with the line of its key in doc

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/lokislog/lokislog/internal/header"
 	"github.com/lokislog/lokislog/internal/wire"
 )
 
@@ -221,7 +222,7 @@ func (c *Client) Export(ctx context.Context, b *Batch) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("exporter: push not started: %w", err)
 	}
-	if !validHeaderValue(b.Tenant) {
+	if !header.ValidValue(b.Tenant) {
 		c.entriesRejected.Add(uint64(b.Len()))
 		return &PermanentError{Reason: "tenant contains a control character (not sent)", Entries: b.Len()}
 	}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/lokislog/lokislog/internal/header"
 )
 
 // Version is the version of this module, sent in the default User-Agent.
@@ -227,10 +229,10 @@ func (cfg Config) settings() (*settings, error) {
 	case c.BearerToken != "":
 		s.auth = "Bearer " + c.BearerToken
 	}
-	if !validHeaderValue(c.BearerToken) {
+	if !header.ValidValue(c.BearerToken) {
 		return nil, errors.New("bearer_token contains a control character")
 	}
-	if !validHeaderValue(c.TenantID) {
+	if !header.ValidValue(c.TenantID) {
 		return nil, errors.New("tenant_id contains a control character")
 	}
 	for _, v := range []string{c.Password, c.BearerToken, s.auth} {
@@ -259,16 +261,16 @@ func (cfg Config) settings() (*settings, error) {
 		return nil, fmt.Errorf("max_backoff %v is less than min_backoff %v", c.MaxBackoff, c.MinBackoff)
 	}
 	c.UserAgent = cmpOr(c.UserAgent, "lokislog/"+Version)
-	if !validHeaderValue(c.UserAgent) {
+	if !header.ValidValue(c.UserAgent) {
 		return nil, errors.New("user_agent contains a control character")
 	}
 
 	s.header = http.Header{}
 	for name, v := range c.Headers {
-		if !validHeaderName(name) {
+		if !header.ValidName(name) {
 			return nil, fmt.Errorf("headers: invalid header name %q", name)
 		}
-		if !validHeaderValue(v) {
+		if !header.ValidValue(v) {
 			return nil, fmt.Errorf("headers: value of %q contains a control character", name)
 		}
 		s.header.Set(name, v)
@@ -295,31 +297,6 @@ func cmpOr[T comparable](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// validHeaderName reports whether name is an HTTP token (RFC 9110).
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue reports whether v may be sent as a header value: no
-// control characters other than tab.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // tlsConfig builds the TLS configuration of the client's own transport.

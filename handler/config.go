@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -16,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/lokislog/lokislog/exporter"
+	"github.com/lokislog/lokislog/internal/header"
 	"github.com/lokislog/lokislog/internal/labels"
 )
 
@@ -41,9 +46,12 @@ const (
 type Config struct {
 	// URL is Loki's base URL; the push path /loki/api/v1/push is added
 	// unless the URL already ends with it. Default "http://localhost:3100".
-	// Only http and https URLs with a host are accepted.
+	// Only http and https URLs with a host (and a port from 1 to 65535)
+	// are accepted.
 	URL string `json:"url" yaml:"url"`
-	// TenantID is sent as X-Scope-OrgID when not empty. Default: none.
+	// TenantID is sent as X-Scope-OrgID when not empty: at most 150 bytes
+	// of a-z, A-Z, 0-9 and !-_.*'(), not "." or "..", as Loki requires.
+	// Default: none.
 	TenantID string `json:"tenant_id" yaml:"tenant_id"`
 
 	// Labels are static stream labels added to every entry. Names must be
@@ -91,7 +99,8 @@ type Config struct {
 	// 1 MiB.
 	BatchSize int `json:"batch_size" yaml:"batch_size"`
 	// MaxBufferBytes bounds the memory held by unsent entries; when it is
-	// full new records are dropped and counted. Default 8 MiB.
+	// full, new records go to the spool when there is one, and are
+	// otherwise dropped and counted (buffer_full). Default 8 MiB.
 	MaxBufferBytes int `json:"max_buffer_bytes" yaml:"max_buffer_bytes"`
 	// MaxStreams caps the distinct label sets this handler (and all its
 	// WithAttrs/WithGroup clones) sends. A record that would open one more
@@ -117,12 +126,18 @@ type Config struct {
 	// spool when there is one) and is tried again later; it is not dropped.
 	// Default 1m.
 	MaxRetryTime time.Duration `json:"max_retry_time" yaml:"max_retry_time"`
-	// Username and Password enable HTTP basic auth when Username is set.
+	// Username and Password enable HTTP basic auth when Username is set;
+	// a Password without a Username is an error, and so is a Username
+	// with ':' (basic auth splits there). Default: the user information
+	// of URL, if any.
 	Username string `json:"username" yaml:"username"`
 	Password string `json:"password" yaml:"password"`
-	// BearerToken is sent as "Authorization: Bearer ..." when set.
+	// BearerToken is sent as "Authorization: Bearer ..." when set. Setting
+	// it together with Username is an error.
 	BearerToken string `json:"bearer_token" yaml:"bearer_token"`
-	// Headers are added to every push request.
+	// Headers are added to every push request. Names must be HTTP tokens,
+	// values must not hold control characters other than tab, and two
+	// names that differ only in case are an error.
 	Headers map[string]string `json:"headers" yaml:"headers"`
 	// TLS configures certificates for https URLs. Default: system roots.
 	TLS TLSConfig `json:"tls_config" yaml:"tls_config"`
@@ -139,8 +154,10 @@ type Config struct {
 	// SpoolDir is the directory of the on-disk spool; "" (default) keeps
 	// data in memory only.
 	SpoolDir string `json:"spool_dir" yaml:"spool_dir"`
-	// SpoolMode is "spill" (default: write to disk only when memory is full
-	// or Loki is unreachable) or "always".
+	// SpoolMode is "spill" (default: batches go to disk when memory passes
+	// half of MaxBufferBytes, when a push fails or runs longer than
+	// SpillAfter, and at Shutdown) or "always" (every record is written to
+	// the spool before Handle returns).
 	SpoolMode string `json:"spool_mode" yaml:"spool_mode"`
 	// SpoolSync is "interval" (default: fsync every SpoolSyncInterval),
 	// "batch" (fsync every write) or "never" (leave it to the OS).
@@ -151,10 +168,12 @@ type Config struct {
 	// SpillAfter is how long a push may run or keep failing before the
 	// batches in memory are written to the spool ("spill" mode). Default 5s.
 	SpillAfter time.Duration `json:"spill_after" yaml:"spill_after"`
-	// MaxSpoolBytes bounds the spool's records on disk. Default 256 MiB.
-	// On Linux the segment being written and the next one, prepared
-	// ahead, are preallocated in full: the directory can hold up to
-	// 16 MiB more (two 8 MiB segments).
+	// MaxSpoolBytes bounds the spool's records on disk; when it would be
+	// passed, the oldest segment is deleted and its entries counted as
+	// dropped (spool_full). Default 256 MiB. On Linux the segment being
+	// written and the next one, prepared ahead, are preallocated in full:
+	// the directory can hold up to two segments more (8 MiB each, or a
+	// quarter of MaxSpoolBytes when that is smaller).
 	MaxSpoolBytes int64 `json:"max_spool_bytes" yaml:"max_spool_bytes"`
 	// MaxAge drops spooled entries older than this at replay. Default 7 days.
 	MaxAge time.Duration `json:"max_age" yaml:"max_age"`
@@ -209,8 +228,33 @@ func validate(cfg Config) (*settings, error) {
 		}
 		bad("url: %v", err)
 	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("url %q: want http:// or https:// with a host", redactURL(u))
+		if shown := redactURL(u); shown != "" {
+			bad("url %q: want http:// or https:// with a host", shown)
+		} else {
+			bad("url: want http:// or https:// with a host")
+		}
+	} else if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			bad("url: port %.20q: want 1 to 65535", p)
+		}
 	}
+	if err := checkTenant(cfg.TenantID); err != nil {
+		bad("tenant_id: %v", err)
+	}
+	switch {
+	case cfg.Password != "" && cfg.Username == "":
+		bad("password: set without username")
+	case cfg.Username != "" && cfg.BearerToken != "":
+		bad("username and bearer_token: both set (basic auth or a bearer token, not both)")
+	}
+	if !header.ValidValue(cfg.BearerToken) {
+		bad("bearer_token: has a control character (value not shown)")
+	}
+	if strings.Contains(cfg.Username, ":") {
+		// RFC 7617: the server splits user and password at the first colon.
+		bad("username: must not contain \":\" (basic auth would split it there)")
+	}
+	checkHeaders(cfg.Headers, bad)
 
 	s := &settings{Config: cfg}
 	switch cfg.Format {
@@ -355,9 +399,63 @@ func validate(cfg Config) (*settings, error) {
 	return s, nil
 }
 
-// redactURL hides a password in u for error messages.
+// redactURL returns u for an error message: without its password, query
+// and fragment, which may hold credentials, or "" when it has an opaque
+// part ("user:pass@host" without "//" parses as the scheme "user" with the
+// opaque "pass@host").
 func redactURL(u *url.URL) string {
-	return u.Redacted()
+	if u.Opaque != "" {
+		return ""
+	}
+	r := *u
+	r.RawQuery, r.ForceQuery, r.Fragment, r.RawFragment = "", false, "", ""
+	return r.Redacted()
+}
+
+// maxTenantLen is the longest tenant ID Loki accepts, in bytes.
+const maxTenantLen = 150
+
+// checkTenant returns why Loki refuses id as a tenant ID (X-Scope-OrgID),
+// or nil; "" is no tenant. Loki takes at most 150 bytes of a-z, A-Z, 0-9
+// and !-_.*'(), not "." or ".." ("a|b" would name two tenants).
+func checkTenant(id string) error {
+	if len(id) > maxTenantLen {
+		return fmt.Errorf("%d bytes, Loki allows %d", len(id), maxTenantLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!-_.*'()", c) >= 0 {
+			continue
+		}
+		return fmt.Errorf("%q: Loki allows only a-z, A-Z, 0-9 and !-_.*'()", id)
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("%q is not a tenant Loki accepts", id)
+	}
+	return nil
+}
+
+// checkHeaders reports through bad the headers that cannot be sent: names
+// that are not HTTP tokens, values with control characters (a line break
+// would inject a header), and names given twice in different case (one
+// header, whose value would depend on map order). Values, which may be
+// credentials, are not shown.
+func checkHeaders(headers map[string]string, bad func(string, ...any)) {
+	seen := make(map[string]string, len(headers))
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		if !header.ValidName(name) {
+			bad("headers: header name %q: want an HTTP token (letters, digits and !#$%%&'*+-.^_`|~)", name)
+			continue
+		}
+		if !header.ValidValue(headers[name]) {
+			bad("headers.%s: value has a control character (value not shown)", name)
+		}
+		canon := http.CanonicalHeaderKey(name)
+		if first, dup := seen[canon]; dup {
+			bad("headers.%s: given twice, also as %s", name, first)
+		}
+		seen[canon] = name
+	}
 }
 
 // defaultServiceName is the executable's base name without extension, as

@@ -114,7 +114,8 @@
 // it. [ConfigFromEnv] reads the LOKI_* environment variables (LOKI_URL,
 // LOKI_LABELS="k=v,k=v", LOKI_PASSWORD_FILE, ...), and [Config.ApplyEnv]
 // lays them over a Config loaded from a file. Neither validates: [New]
-// does, and reports every problem at once.
+// does, and reports every problem at once (a TLS file that cannot be read
+// is found when the push client is built, once the rest is right).
 //
 // # Metrics
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,5 +95,32 @@ func TestNewErrors(t *testing.T) {
 	}
 	if _, err := New(Config{Format: "yaml"}); err == nil {
 		t.Error("bad format accepted")
+	}
+}
+
+// TestNewErrorsAtOnce checks that New reports the problems of the push
+// client's settings (authentication, headers) together with the others,
+// not one after another as each is fixed; and that no secret is shown.
+func TestNewErrorsAtOnce(t *testing.T) {
+	_, err := New(Config{
+		Format: "xml", Password: "hunter22", BearerToken: "s3cr3t\nx",
+		Headers: map[string]string{"Bad Name": "v", "X-Key": "a\r\nX-Evil: 1"},
+	})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{`format "xml"`, "password: set without username", "bearer_token: has a control character", `header name "Bad Name"`, "headers.X-Key: value has a control character"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	for _, secret := range []string{"hunter22", "s3cr3t", "X-Evil"} {
+		if strings.Contains(msg, secret) {
+			t.Errorf("error shows %q:\n%s", secret, msg)
+		}
+	}
+	if _, err := New(Config{Username: "u", BearerToken: "t", Format: "xml"}); err == nil || !strings.Contains(err.Error(), "both set") || !strings.Contains(err.Error(), "xml") {
+		t.Errorf("basic auth and bearer token with a bad format: %v", err)
 	}
 }

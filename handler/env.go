@@ -26,7 +26,7 @@ func ConfigFromEnv() (Config, error) {
 
 // ConfigFromEnvPrefix is [ConfigFromEnv] with another prefix than "LOKI_":
 // with "MYAPP_LOKI_" it reads MYAPP_LOKI_URL and so on. The prefix is used
-// as given.
+// as given; an empty prefix is an error.
 func ConfigFromEnvPrefix(prefix string) (Config, error) {
 	var c Config
 	err := c.ApplyEnv(prefix)
@@ -57,8 +57,15 @@ func ConfigFromEnvPrefix(prefix string) (Config, error) {
 // (with the prefix); all of them are reported together (errors.Join, so
 // errors.As finds the first) and c is then unchanged. The values of secret
 // variables (URL, username, password, bearer token, headers) never appear
-// in errors. ApplyEnv does not validate the result: [New] does.
+// in errors. An empty prefix is an error: it would read variables such as
+// USERNAME and URL that other programs set. ApplyEnv does not validate the
+// result: [New] does.
 func (c *Config) ApplyEnv(prefix string) error {
+	if prefix == "" {
+		// It would read URL, USERNAME (always set on Windows), LEVEL,
+		// FORMAT and TIMEOUT, which other programs set for themselves.
+		return errors.New("handler: environment: empty prefix: want one such as \"LOKI_\"")
+	}
 	n, err := applyEnv(*c, prefix, os.LookupEnv, readSecretFile)
 	if err != nil {
 		return fmt.Errorf("handler: environment: %w", err)
@@ -227,9 +234,12 @@ func readSecretFile(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return "", fmt.Errorf("%s is a directory", path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
+		return "", err // an *os.PathError: it names the file
 	}
 	if len(b) > maxSecretFile {
 		return "", fmt.Errorf("%s is larger than %d bytes", path, maxSecretFile)

@@ -369,7 +369,7 @@ type yamlNode node
 // once.
 func (n *yamlNode) UnmarshalYAML(unmarshal func(any) error) error {
 	var s *string // a scalar's text as written; nil for null
-	errScalar := unmarshal(&s)
+	errScalar := detach(unmarshal(&s))
 	if errScalar == nil {
 		if s == nil {
 			*n = yamlNode{kind: nullNode}
@@ -379,7 +379,7 @@ func (n *yamlNode) UnmarshalYAML(unmarshal func(any) error) error {
 		return nil
 	}
 	var m map[string]yamlNode
-	errMap := unmarshal(&m)
+	errMap := detach(unmarshal(&m))
 	if errMap == nil {
 		*n = yamlNode{kind: mapNode, keys: slices.Sorted(maps.Keys(m))}
 		n.vals = make([]node, len(n.keys))
@@ -408,6 +408,22 @@ func (n *yamlNode) UnmarshalYAML(unmarshal func(any) error) error {
 		return errList
 	}
 	return errScalar
+}
+
+// detach gives a YAML library's type error (yaml.v2's and yaml.v3's
+// *TypeError) its own copy of its messages: the library hands out a window
+// on its list of errors, which the next unmarshal call overwrites, so that
+// the error of a failed try would end up saying what a later try found.
+// Other errors are returned as they are.
+func detach(err error) error {
+	v := reflect.ValueOf(err)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return err
+	}
+	if f := v.Elem().FieldByName("Errors"); f.IsValid() && f.CanSet() && f.Type() == reflect.TypeFor[[]string]() {
+		f.Set(reflect.ValueOf(slices.Clone(f.Interface().([]string))))
+	}
+	return err
 }
 
 // textValue is a field type read from a scalar's text: durations, byte
