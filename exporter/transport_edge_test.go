@@ -236,23 +236,14 @@ func TestUnreadAnswerBytes(t *testing.T) {
 // TestSwitchingProtocols checks that an unasked-for 101 is an error
 // and its connection, which no longer speaks HTTP, is not used again.
 func TestSwitchingProtocols(t *testing.T) {
-	var conns, reqs atomic.Int32
-	addr := serveConns(t, func(conn net.Conn) {
-		conns.Add(1)
-		br := bufio.NewReader(conn)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if reqs.Add(1) == 1 {
-				io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
-				io.Copy(io.Discard, br) // another protocol now: no HTTP answer ever
-				return
-			}
-			io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n")
+	addr, conns := serveRequests(t, func(conn net.Conn, c, _ int) bool {
+		if c == 0 {
+			io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
+			io.Copy(io.Discard, conn) // another protocol now: no HTTP answer ever
+			return false
 		}
+		io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n")
+		return true
 	})
 	cfg := fastConfig("http://" + addr)
 	cfg.Timeout = time.Second
@@ -607,17 +598,7 @@ func TestProxyTLS(t *testing.T) {
 					return
 				}
 				asked.Store(req.Method + " " + req.RequestURI)
-				up, err := net.Dial("tcp", loki.Listener.Addr().String())
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
-				done := make(chan struct{})
-				go func() { io.Copy(up, conn); up.Close(); close(done) }()
-				io.Copy(conn, up)
-				conn.Close()
-				<-done
+				tunnel(conn, loki.Listener.Addr().String())
 			})
 			cfg := fastConfig(tt.url)
 			cfg.TLS = TLSConfig{CAFile: p.caFile, ServerName: tt.serverName}

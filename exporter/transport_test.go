@@ -59,24 +59,14 @@ func TestKeepAlive(t *testing.T) {
 // client did not see it in time) costs no retry: the push goes out again on
 // a new connection.
 func TestStaleConnection(t *testing.T) {
-	var conns, answered atomic.Int32
-	addr := serveConns(t, func(conn net.Conn) {
-		conns.Add(1)
-		br := bufio.NewReader(conn)
-		for i := 0; ; i++ {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if i == 1 {
-				return // the second request on a connection: closed unanswered
-			}
-			answered.Add(1)
-			if _, err := io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
-				return
-			}
+	var answered atomic.Int32
+	addr, conns := serveRequests(t, func(conn net.Conn, _, i int) bool {
+		if i == 1 {
+			return false // the second request on a connection: closed unanswered
 		}
+		answered.Add(1)
+		_, err := io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n")
+		return err == nil
 	})
 	c := newTestClient(t, fastConfig("http://"+addr))
 	for i := range 3 {
@@ -112,27 +102,18 @@ func TestIdleConnection(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			goAhead, idled := make(chan struct{}), make(chan struct{})
-			var conns atomic.Int32
-			addr := serveConns(t, func(conn net.Conn) {
-				first := conns.Add(1) == 1
-				br := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if _, err := io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
-						return
-					}
-					if first {
-						<-goAhead // the client has its answer
-						io.WriteString(conn, late)
-						conn.Close()
-						close(idled)
-						return
-					}
+			addr, conns := serveRequests(t, func(conn net.Conn, c, _ int) bool {
+				if _, err := io.WriteString(conn, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
+					return false
 				}
+				if c == 0 {
+					<-goAhead // the client has its answer
+					io.WriteString(conn, late)
+					conn.Close()
+					close(idled)
+					return false
+				}
+				return true
 			})
 			c := newTestClient(t, fastConfig("http://"+addr))
 			if err := c.Export(context.Background(), testBatch(2, 2)); err != nil {
@@ -158,23 +139,38 @@ func TestIdleConnection(t *testing.T) {
 // connection if close says so. It returns the URL and the number of
 // connections accepted.
 func rawServer(t *testing.T, answer func(n int) (resp string, close bool)) (string, *atomic.Int32) {
-	var conns, reqs atomic.Int32
+	var reqs atomic.Int32
+	addr, conns := serveRequests(t, func(conn net.Conn, _, _ int) bool {
+		resp, closeConn := answer(int(reqs.Add(1)) - 1)
+		_, err := io.WriteString(conn, resp)
+		return err == nil && !closeConn
+	})
+	return "http://" + addr, conns
+}
+
+// serveRequests is serveConns for servers that answer request by request:
+// on each connection it reads a request and its body, then calls answer
+// with the connection, the connection's number and the request's number on
+// it (both from 0); answer writes what it wants and returns false to close
+// the connection. It returns the address and the number of connections
+// accepted.
+func serveRequests(t *testing.T, answer func(conn net.Conn, c, i int) bool) (string, *atomic.Int32) {
+	var conns atomic.Int32
 	addr := serveConns(t, func(conn net.Conn) {
-		conns.Add(1)
+		c := int(conns.Add(1)) - 1
 		br := bufio.NewReader(conn)
-		for {
+		for i := 0; ; i++ {
 			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
 			io.Copy(io.Discard, req.Body)
-			resp, closeConn := answer(int(reqs.Add(1)) - 1)
-			if _, err := io.WriteString(conn, resp); err != nil || closeConn {
+			if !answer(conn, c, i) {
 				return
 			}
 		}
 	})
-	return "http://" + addr, &conns
+	return addr, &conns
 }
 
 // serveConns accepts connections on 127.0.0.1 and runs handle on each in
@@ -416,19 +412,25 @@ func connectProxy(t *testing.T, target string, status int) (string, *atomic.Valu
 			io.WriteString(conn, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
 			return
 		}
-		up, err := net.Dial("tcp", target)
-		if err != nil {
-			return
-		}
-		defer up.Close()
-		io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
-		done := make(chan struct{})
-		go func() { io.Copy(up, conn); up.Close(); close(done) }()
-		io.Copy(conn, up)
-		conn.Close()
-		<-done
+		tunnel(conn, target)
 	})
 	return "http://" + addr, &asked
+}
+
+// tunnel answers a CONNECT on conn and joins it to target until either
+// side closes.
+func tunnel(conn net.Conn, target string) {
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+	done := make(chan struct{})
+	go func() { io.Copy(up, conn); up.Close(); close(done) }()
+	io.Copy(conn, up)
+	conn.Close()
+	<-done
 }
 
 // TestHTTPSProxy checks a push to an https:// URL through a CONNECT

@@ -72,6 +72,15 @@ func (s *state) free() {
 	statePool.Put(s)
 }
 
+// emptied returns x with no elements and its capacity, the elements it
+// had cleared (they may refer to the caller's strings).
+func emptied[T any](x []T) []T {
+	if len(x) > 0 {
+		clear(x)
+	}
+	return x[:0]
+}
+
 // reset makes s as a new state, keeping its slices' capacity.
 func (s *state) reset() {
 	if cap(s.buf) > maxPooledBuffer {
@@ -80,34 +89,18 @@ func (s *state) reset() {
 	if cap(s.scratch) > maxPooledBuffer {
 		s.scratch = nil
 	}
-	// Field by field: reslicing a field to [:0] stores only its length,
-	// where assigning a whole state{} rewrites every pointer. Slices of
-	// strings are cleared first, to drop references to the caller's
-	// strings before pooling. TestStateReset checks every field.
+	// Field by field, the slices of strings cleared so that the pool
+	// holds no reference to a caller's string. TestStateReset checks every
+	// field.
 	s.h, s.p, s.json, s.persist = nil, nil, false, false
 	s.buf, s.sep, s.prefix, s.path = s.buf[:0], "", s.prefix[:0], s.path[:0]
-	if len(s.groups) > 0 {
-		clear(s.groups)
-		s.groups = s.groups[:0]
-	}
 	s.scratch, s.set = s.scratch[:0], s.set[:0]
-	if len(s.labels) > 0 {
-		clear(s.labels)
-		s.labels = s.labels[:0]
-	}
-	if len(s.meta) > 0 {
-		clear(s.meta)
-		s.meta = s.meta[:0]
-	}
 	s.metaSize, s.metaOverflow = 0, false
-	if len(s.pairs) > 0 {
-		clear(s.pairs)
-		s.pairs = s.pairs[:0]
-	}
-	if len(s.dyn) > 0 {
-		clear(s.dyn)
-		s.dyn = s.dyn[:0]
-	}
+	s.groups = emptied(s.groups)
+	s.labels = emptied(s.labels)
+	s.meta = emptied(s.meta)
+	s.pairs = emptied(s.pairs)
+	s.dyn = emptied(s.dyn)
 }
 
 func (s *state) attrSep() string {
