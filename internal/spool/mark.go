@@ -119,7 +119,7 @@ func PutFrame(frame []byte, entries int, ts int64) error {
 	if len(frame) < frameHeaderSize {
 		return fmt.Errorf("spool: frame of %d bytes has no room for its header", len(frame))
 	}
-	if len(frame)-frameHeaderSize > math.MaxUint32 {
+	if uint64(len(frame)-frameHeaderSize) > math.MaxUint32 {
 		return fmt.Errorf("spool: frame payload of %d bytes: %w", len(frame)-frameHeaderSize, ErrTooLarge)
 	}
 	if entries < 0 || uint64(entries) > math.MaxUint32 {
