@@ -63,7 +63,8 @@ type ClientStats struct {
 	Requests uint64
 	// Retries is the number of requests that repeated a failed one.
 	Retries uint64
-	// Splits is the number of times a batch was cut in two after a 413.
+	// Splits is the number of times a batch was cut in two after a 413
+	// (or the 500 of a push over Loki's internal gRPC message limit).
 	Splits uint64
 	// BytesSent is the number of request body bytes (compressed, as on the
 	// wire) of all requests, retries included.
@@ -280,7 +281,7 @@ func (c *Client) export(ctx, run, parent context.Context, b *Batch) error {
 		case err == nil:
 			c.entriesSent.Add(uint64(part.Len()))
 			done = true
-		case errors.As(err, &perm) && perm.Status == http.StatusRequestEntityTooLarge:
+		case errors.As(err, &perm) && (perm.Status == http.StatusRequestEntityTooLarge || grpcTooLarge(perm.Status, perm.Reason)):
 			first, second, ok := Split(part)
 			if !ok {
 				reject(perm, part.Len())
@@ -442,6 +443,8 @@ func (c *Client) attempt(ctx context.Context, tenant string, body *sendBuf) erro
 	}
 	reason := c.reason(resp)
 	switch {
+	case grpcTooLarge(status, reason):
+		// Split like a 413: retrying the same batch can only fail again.
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests,
 		status >= 500 && status != http.StatusNotImplemented, status < 200:
 		serr := &StatusError{Status: status, Reason: reason}
@@ -453,6 +456,14 @@ func (c *Client) attempt(ctx context.Context, tenant string, body *sendBuf) erro
 		reason = "redirect to " + redactURL(resp.Header.Get("Location")) + " not followed"
 	}
 	return &PermanentError{Status: status, Reason: reason}
+}
+
+// grpcTooLarge reports whether a 5xx answer is Loki's for a push over its
+// ingesters' gRPC message limit (4 MiB by default): "rpc error: code =
+// ResourceExhausted desc = grpc: received message larger than max (N vs.
+// M)". Such a batch is split as if Loki had answered 413.
+func grpcTooLarge(status int, reason string) bool {
+	return status >= 500 && strings.Contains(reason, "ResourceExhausted") && strings.Contains(reason, "larger than max")
 }
 
 func (c *Client) observe(status int, d time.Duration) {

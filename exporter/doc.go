@@ -21,6 +21,9 @@
 //     a retry can then duplicate it).
 //   - 413: the batch is split in two with [Split] and the halves are sent in
 //     order, recursively. A single entry that still gets 413 is rejected.
+//     So is a 500 whose text says ResourceExhausted and "larger than max":
+//     Loki's answer to a push over its ingesters' gRPC message limit (4 MiB
+//     by default), which no retry of the same batch can pass.
 //   - Every other status (400, 401, 403, 404, 422, 501, 3xx not followed,
 //     ...): rejected for good, never retried; the error is a
 //     [*PermanentError] with the status and the start of Loki's answer

@@ -37,6 +37,10 @@
 // With Loki's default limits (all adjustable with [WithLimits]):
 //
 //   - a body over 100 MiB, or decompressing to more: 413;
+//   - a push that encodes (as Loki's distributor forwards it to an
+//     ingester) to more than 4 MiB, the ingesters' default gRPC message
+//     limit: 500 "rpc error: code = ResourceExhausted desc = grpc: received
+//     message larger than max (N vs. 4194304)", nothing stored;
 //   - a malformed body, an unparsable label set, an invalid label name in
 //     JSON, an unsupported Content-Encoding: 400 for the whole push, nothing
 //     stored;

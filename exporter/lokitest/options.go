@@ -13,6 +13,10 @@ const (
 	// DefaultMaxBodySize is Loki's distributor max_recv_msg_size (100 MiB). It
 	// bounds the request body, and separately its decompressed size.
 	DefaultMaxBodySize = 100 << 20
+	// DefaultMaxGRPCMessageSize is the default grpc_server_max_recv_msg_size
+	// of Loki's ingesters (4 MiB): a push that encodes larger, as the
+	// distributor forwards it, fails with 500 ResourceExhausted.
+	DefaultMaxGRPCMessageSize = 4 << 20
 	// DefaultMaxLineSize is Loki's max_line_size (256KB, which Loki parses as
 	// 256 KiB).
 	DefaultMaxLineSize = 256 << 10
@@ -48,6 +52,13 @@ type Limits struct {
 	// decompressed size; over it the answer is 413. Default
 	// [DefaultMaxBodySize].
 	MaxBodySize int
+	// MaxGRPCMessageSize bounds a push as Loki's distributor forwards it to
+	// an ingester over gRPC: encoded as a logproto.PushRequest (for a
+	// protobuf push, its decompressed body). Over it the answer is Loki's
+	// 500 "rpc error: code = ResourceExhausted desc = grpc: received
+	// message larger than max (N vs. M)" and nothing is stored. Default
+	// [DefaultMaxGRPCMessageSize]; many deployments raise it.
+	MaxGRPCMessageSize int
 	// MaxLineSize is the longest accepted line in bytes; longer lines are
 	// rejected with 400 "Max entry size". Default [DefaultMaxLineSize].
 	MaxLineSize int
@@ -104,6 +115,7 @@ func (l Limits) withDefaults() (Limits, error) {
 		}
 	}
 	def(&l.MaxBodySize, DefaultMaxBodySize)
+	def(&l.MaxGRPCMessageSize, DefaultMaxGRPCMessageSize)
 	def(&l.MaxLineSize, DefaultMaxLineSize)
 	def(&l.MaxLabelNames, DefaultMaxLabelNames)
 	def(&l.MaxLabelNameLength, DefaultMaxLabelNameLength)

@@ -286,6 +286,9 @@ func (s *Server) decode(r *http.Request, body []byte) (*lokiproto.PushRequest, o
 		if err != nil {
 			return bad("%v", err)
 		}
+		if out, over := s.overGRPC(req.Size()); over {
+			return nil, out, false
+		}
 		return req, outcome{}, true
 	}
 	// Anything else is protobuf, always snappy-compressed, as in Loki.
@@ -300,7 +303,21 @@ func (s *Server) decode(r *http.Request, body []byte) (*lokiproto.PushRequest, o
 	if err != nil {
 		return bad("decode protobuf push: %v", err)
 	}
+	if out, over := s.overGRPC(len(raw)); over {
+		return nil, out, false
+	}
 	return req, outcome{}, true
+}
+
+// overGRPC returns Loki's answer to a push of size bytes (encoded as the
+// distributor forwards it) over the ingesters' gRPC message limit.
+func (s *Server) overGRPC(size int) (outcome, bool) {
+	max := s.cfg.limits.MaxGRPCMessageSize
+	if max <= 0 || size <= max {
+		return outcome{}, false
+	}
+	return outcome{status: http.StatusInternalServerError, msg: fmt.Sprintf(
+		"rpc error: code = ResourceExhausted desc = grpc: received message larger than max (%d vs. %d)", size, max)}, true
 }
 
 // validEntry is an entry that passed the distributor's checks.
