@@ -37,7 +37,7 @@ func ConfigFromEnvPrefix(prefix string) (Config, error) {
 // followed by the field's yaml name in upper case (LOKI_URL, LOKI_TENANT_ID,
 // LOKI_BATCH_WAIT, ...), the tls_config fields without "TLS_" (LOKI_CA_FILE,
 // LOKI_CERT_FILE, LOKI_KEY_FILE, LOKI_SERVER_NAME,
-// LOKI_INSECURE_SKIP_VERIFY), and LOKI_LEVEL. An unset or empty variable
+// LOKI_INSECURE_SKIP_VERIFY), and LOKI_LEVEL. An unset, empty or blank variable
 // leaves its field alone; a set one replaces it (maps and lists too).
 //
 // Values are read as [Config.UnmarshalJSON] reads them: durations such as
@@ -210,8 +210,8 @@ func applyEnv(c Config, prefix string, lookup func(string) (string, bool), readF
 				name, v = fileName, s
 			}
 		}
-		if v == "" {
-			continue
+		if strings.TrimSpace(v) == "" {
+			continue // blank: as unset (LOKI_LABELS=" " must not empty the labels)
 		}
 		if err := ev.set(&c, v); err != nil {
 			if ev.secret {

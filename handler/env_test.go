@@ -76,7 +76,7 @@ func TestApplyEnv(t *testing.T) {
 func TestApplyEnvKeeps(t *testing.T) {
 	lv := new(slog.LevelVar)
 	base := Config{URL: "http://a", TenantID: "t", Labels: map[string]string{"a": "1"}, Level: lv, ErrorHandler: func(error) {}}
-	got, err := applyEnv(base, "LOKI_", env{"LOKI_TENANT_ID": "", "LOKI_LABELS": "b=2"}.lookup, files{}.read)
+	got, err := applyEnv(base, "LOKI_", env{"LOKI_TENANT_ID": "", "LOKI_URL": " \t", "LOKI_LABELS": "b=2"}.lookup, files{}.read)
 	if err != nil {
 		t.Fatal(err)
 	}
