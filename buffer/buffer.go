@@ -75,8 +75,10 @@ type Config struct {
 	// MaxBufferBytes bounds the memory held by entries not yet delivered
 	// (open, queued and in-flight batches). Default 8 MiB.
 	MaxBufferBytes int
-	// ErrorHandler receives asynchronous errors (export failures, drops).
-	// Default: a rate-limited line on stderr.
+	// ErrorHandler receives asynchronous errors (export failures, spool
+	// problems, a *DropError at most once a second), from a goroutine of
+	// the buffer's, one at a time, never while a lock is held. Default: a
+	// rate-limited line on stderr.
 	ErrorHandler func(error)
 	// RetryInterval is the first pause after an export failed with a
 	// retryable error before the batch is tried again; it doubles up to
@@ -356,6 +358,7 @@ func New(cfg Config) (*Buffer, error) {
 		}
 	}
 	b.exportCtx, b.abort = context.WithCancel(context.Background())
+	b.errs.start()
 	go b.run() // stopped by Shutdown
 	if b.sp != nil {
 		go b.spiller() // stopped by Shutdown
@@ -784,6 +787,7 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 		if last != nil {
 			b.errs.report(last)
 		}
+		b.errs.close(ctx)
 		b.shutdownErr = errors.Join(errs...)
 	})
 	<-b.done
@@ -1331,42 +1335,109 @@ func (a *arena) strs(s string) string {
 }
 
 // errorReporter passes asynchronous errors to the configured handler, or
-// writes at most one line a second to stderr.
+// writes at most one line a second to stderr. It does so from a goroutine
+// of its own, one error at a time: never on a logging goroutine and never
+// while a lock is held. A handler that logs through this same pipeline
+// would otherwise wait for the buffer's lock held by its own caller (a
+// disk error in "always" mode is found under it), or recurse. Errors that
+// find its queue full are counted and reported as one.
 type errorReporter struct {
-	fn     func(error)
-	mu     sync.Mutex
-	last   time.Time
-	missed int
-	closed bool
+	fn      func(error)
+	ch      chan error
+	missed  atomic.Int64
+	stop    chan struct{}
+	done    chan struct{}
+	started bool
+
+	last    time.Time // of the last stderr line; the loop's
+	skipped int       // errors not written to stderr since; the loop's
 }
 
-func newErrorReporter(fn func(error)) *errorReporter { return &errorReporter{fn: fn} }
+func newErrorReporter(fn func(error)) *errorReporter {
+	return &errorReporter{fn: fn, ch: make(chan error, 64), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// start starts the goroutine; errors reported before wait in the queue.
+func (r *errorReporter) start() {
+	r.started = true
+	go r.loop() // stopped by close
+}
 
 func (r *errorReporter) report(err error) {
 	if err == nil {
 		return
 	}
+	select {
+	case r.ch <- err:
+	default:
+		r.missed.Add(1)
+	}
+}
+
+func (r *errorReporter) loop() {
+	defer close(r.done)
+	for {
+		select {
+		case err := <-r.ch:
+			r.deliver(err)
+		case <-r.stop:
+			for {
+				select {
+				case err := <-r.ch:
+					r.deliver(err)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (r *errorReporter) deliver(err error) {
+	if n := r.missed.Swap(0); n > 0 {
+		r.deliver1(fmt.Errorf("buffer: %d errors not reported: the error handler fell behind", n))
+	}
+	r.deliver1(err)
+}
+
+func (r *errorReporter) deliver1(err error) {
 	if r.fn != nil {
 		r.fn(err)
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	now := time.Now()
 	if now.Sub(r.last) < time.Second {
-		r.missed++
+		r.skipped++
 		return
 	}
 	r.last = now
-	if r.missed > 0 {
-		fmt.Fprintf(os.Stderr, "lokislog: %v (and %d more errors)\n", err, r.missed)
-		r.missed = 0
+	if r.skipped > 0 {
+		fmt.Fprintf(os.Stderr, "lokislog: %v (and %d more errors)\n", err, r.skipped)
+		r.skipped = 0
 		return
 	}
 	fmt.Fprintf(os.Stderr, "lokislog: %v\n", err)
 }
 
-func (r *errorReporter) close() {}
+// close reports what is queued and stops the goroutine. It waits for that
+// until ctx ends, then 100 ms more at most: an ErrorHandler that blocks
+// does not hold Shutdown.
+func (r *errorReporter) close(ctx context.Context) {
+	if !r.started {
+		return
+	}
+	close(r.stop)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		t := time.NewTimer(100 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-r.done:
+		case <-t.C:
+		}
+	}
+}
 
 // switchToSpoolLocked makes the spool the queue in "always" mode: the
 // memory copies of entries on disk are dropped, and the worker reads from

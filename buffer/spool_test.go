@@ -274,8 +274,15 @@ func TestDiskFullFallsBackToMemoryAndResumes(t *testing.T) {
 				}
 			}
 			s := b.Stats()
-			if full == 0 || s.Dropped[ReasonDiskError]+s.Dropped[ReasonBufferFull] != uint64(full) || s.DiskErrors == 0 || reported.Load() == 0 {
-				t.Fatalf("accepted %d, full %d, stats %+v, reported %d", accepted, full, s, reported.Load())
+			if full == 0 || s.Dropped[ReasonDiskError]+s.Dropped[ReasonBufferFull] != uint64(full) || s.DiskErrors == 0 {
+				t.Fatalf("accepted %d, full %d, stats %+v", accepted, full, s)
+			}
+			// Errors reach the ErrorHandler from a goroutine of the buffer's.
+			for deadline := time.Now().Add(10 * time.Second); reported.Load() == 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			if reported.Load() == 0 {
+				t.Fatal("the disk errors were not reported")
 			}
 			// The disk works again: spilling resumes.
 			broken.Store(false)
@@ -508,4 +515,45 @@ func TestAlwaysModeSwitchesToSpoolWhenLokiFails(t *testing.T) {
 	}
 	b.Shutdown(context.Background())
 	checkExactlyOnceInOrder(t, r, 2, 1200)
+}
+
+// TestErrorHandlerMayLog checks that an ErrorHandler that logs through the
+// same pipeline (as one that writes to slog.Default, set to this handler,
+// does) neither deadlocks nor recurses. A disk error in "always" mode is
+// found while Add holds the buffer's lock; it was reported there, and the
+// handler's own Add then waited for that lock forever.
+func TestErrorHandlerMayLog(t *testing.T) {
+	var broken atomic.Bool
+	broken.Store(true)
+	var b *Buffer
+	var reported atomic.Int32
+	b, err := New(Config{Exporter: &recorder{}, SpoolDir: t.TempDir(), SpoolMode: SpoolAlways, spoolFS: faultyFS{broken: &broken},
+		BatchWait: time.Millisecond, ErrorHandler: func(err error) {
+			reported.Add(1)
+			b.Add("", `{source="errors"}`, time.Now().UnixNano(), []byte(err.Error()), nil)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			b.Add("", `{a="b"}`, time.Now().UnixNano(), fmt.Appendf(nil, "%05d", i), nil)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Add hung: the ErrorHandler's own Add waited for the lock its caller held")
+	}
+	for deadline := time.Now().Add(10 * time.Second); reported.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if reported.Load() == 0 {
+		t.Fatal("the disk error was not reported")
+	}
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Log(err) // the disk stays broken: what is left may not be written
+	}
 }

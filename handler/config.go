@@ -147,8 +147,13 @@ type Config struct {
 	// HTTP/2 or a SOCKS proxy. Default: the client's own.
 	HTTPClient exporter.Doer `json:"-" yaml:"-"`
 
-	// ErrorHandler receives asynchronous errors (failed pushes, drops).
-	// Default: a rate-limited line on stderr. It is never slog.Default().
+	// ErrorHandler receives asynchronous errors: failed pushes, spool
+	// problems, and drops as a *buffer.DropError (at most one a second).
+	// It is called from a goroutine of the library's, one error at a time,
+	// never while a lock is held: it may log through this handler. It
+	// should not block (errors that find the queue of 64 full are counted
+	// and reported as one). Default: a rate-limited line on stderr. It is
+	// never slog.Default().
 	ErrorHandler func(error) `json:"-" yaml:"-"`
 
 	// SpoolDir is the directory of the on-disk spool; "" (default) keeps
