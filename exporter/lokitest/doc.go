@@ -22,7 +22,10 @@
 //     fuzzing), except 10-byte varints that overflow 64 bits and unknown
 //     groups nested over 64 deep, which no encoder produces;
 //   - JSON {"streams":[{"stream":{...},"values":[["<ns>","line",{...}]]}]}
-//     with Content-Type application/json;
+//     with Content-Type application/json; as in Loki, a missing or null
+//     line is empty and a fourth element is a 400. Unlike Loki, invalid
+//     UTF-8 inside a JSON string becomes U+FFFD (Go's JSON decoder);
+//     protobuf pushes keep every byte;
 //   - either one with Content-Encoding gzip or deflate (raw DEFLATE, as
 //     Loki reads it; zlib-wrapped data is refused as by Loki) or snappy
 //     (ignored, as by Loki). A missing Content-Type is a 400, as in Loki.
@@ -59,10 +62,31 @@
 //   - a structured metadata name that normalises to nothing (empty, or only
 //     punctuation): 500 for the whole push, nothing stored, as Loki does.
 //
+// Authentication and tenant checks come first, as Loki's middleware runs
+// before its push handler: a push without credentials is a 401 even when
+// its body is too large.
+//
 // A 400 or 429 is a partial success, as in Loki: the valid entries of the
-// push are stored, the others are not, and the answer's body lists the
-// reasons (Loki's wording, up to 20 lines). [RequestInfo] lists every
-// rejection. 429 wins over 400 when both apply. Accepted pushes get 204.
+// push are stored, the others are not. The answer is composed as Loki
+// composes it:
+//
+//   - Loki's ingester (stream limit, ordering window) answers for the last
+//     stream of the push only: a 429 when that stream would exceed the
+//     stream limit; a 400 listing up to 10 of its entries too far behind
+//     ("entry with timestamp ... ignored, reason: '...',") and then "user
+//     'T', total ignored: N out of M for stream: {...}", T being the tenant
+//     ("fake" without X-Scope-OrgID). An earlier stream's refusal is not
+//     reported, so a push whose last stream was stored is answered 204 even
+//     when an earlier stream hit the stream limit.
+//   - Otherwise the distributor's validation errors make a 400, grouped as
+//     Loki groups them: each distinct message once, joined by "; ", with "N
+//     errors like: " in front unless there is a single message that
+//     occurred once (Loki's order of the messages varies; the fake keeps
+//     first-seen order).
+//   - Otherwise: 204.
+//
+// Whatever the answer says, [RequestInfo] lists every rejection, with its
+// count of accepted and rejected entries.
 //
 // Stored entries are what Loki would store: structured metadata names
 // normalised as Loki's distributor does ("http-method" and "http.method"
@@ -80,9 +104,10 @@
 //     are exactly what was sent.
 //   - Tenants are recorded as sent; Loki without auth_enabled would store
 //     everything under the tenant "fake".
-//   - The ~4 MB gRPC limit between Loki's distributor and ingesters (a 500
-//     for very large pushes) is not simulated; check request sizes with
-//     [Server.Requests].
+//   - The gRPC limit between Loki's distributor and ingesters (the 500
+//     above) is applied to the whole decoded push, before validation; Loki
+//     applies it to the validated streams each ingester receives, so a push
+//     just over the limit that loses entries to validation may pass there.
 //   - Pushes are handled one after another in the order they reach the
 //     validation stage; there is no replication, no query API, no
 //     retention.
@@ -111,6 +136,15 @@
 //     reader sees all of a push's accepted entries or none.
 //   - A client that has received its answer finds its request in
 //     [Server.Requests] and its accepted entries in [Server.Entries].
+//   - Push numbers are unique since the last [Server.Reset]: a push that
+//     arrived before a Reset and finishes after it is numbered (and counted
+//     by [Server.Pushes]) as a push after it.
+//   - [Server.WaitEntries] and [Server.WaitRequests] end when their context
+//     ends or the server is closed ([ErrClosed]); they keep waiting across
+//     Stop and Restart.
+//   - A snappy body is refused as corrupt when its header announces more
+//     than a valid block of its size can hold, before anything is
+//     allocated for it.
 //   - [Server.Close] stops every goroutine the server started and waits for
 //     pushes being handled; recorded data stays readable.
 package lokitest

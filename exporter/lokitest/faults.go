@@ -43,17 +43,18 @@ func AfterStore() FaultOption {
 }
 
 func checkStatus(status int) {
-	if status < 100 || status > 999 {
-		// net/http would panic later, on the server's goroutine; fail here,
+	if status < 200 || status > 999 {
+		// net/http would panic later, on the server's goroutine (or, for a
+		// 1xx, send it as an interim response followed by a 200); fail here,
 		// on the caller's, with a clearer message.
-		panic(fmt.Sprintf("lokitest: invalid HTTP status %d", status))
+		panic(fmt.Sprintf("lokitest: invalid HTTP status %d for an answer (want 200-999)", status))
 	}
 }
 
 // FailNext makes the next n pushes answer status without storing anything.
 // One-shot faults (FailNext, DropNext) queue up and are used first in, first
 // out, before any [Server.FailFor] fault. A 2xx status is allowed: the
-// push is then "accepted" and lost. It panics for a status outside 100-999.
+// push is then "accepted" and lost. It panics for a status outside 200-999.
 func (s *Server) FailNext(n int, status int, opts ...FaultOption) {
 	checkStatus(status)
 	f := fault{kind: "fail", status: status}
@@ -88,7 +89,7 @@ func (s *Server) enqueue(n int, f fault) {
 
 // FailFor makes every push answer status, storing nothing, until
 // [Server.ClearFaults] or SetDown(false): an outage. Queued one-shot faults
-// still come first. It panics for a status outside 100-999.
+// still come first. It panics for a status outside 200-999.
 func (s *Server) FailFor(status int, opts ...FaultOption) {
 	checkStatus(status)
 	f := fault{kind: "down", status: status}

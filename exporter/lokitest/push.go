@@ -14,11 +14,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/klauspost/compress/snappy"
+
 	"github.com/lokislog/lokislog/internal/lokiproto"
 )
-
-// maxListedReasons bounds the reasons listed in one answer's body.
-const maxListedReasons = 20
 
 // outcome is how a push is to be answered.
 type outcome struct {
@@ -36,6 +35,17 @@ type outcome struct {
 type pushRecord struct {
 	RequestInfo
 	recorded bool
+	gen      int // Server.gen when Push was numbered
+}
+
+// adoptLocked renumbers a push that arrived before a Reset and touches the
+// server's state after it, so that push numbers stay unique since the Reset
+// (and Pushes counts it). s.mu must be held.
+func (s *Server) adoptLocked(p *pushRecord) {
+	if p.gen != s.gen {
+		s.pushes++
+		p.Push, p.gen = s.pushes, s.gen
+	}
 }
 
 func (s *Server) record(p *pushRecord) {
@@ -44,6 +54,7 @@ func (s *Server) record(p *pushRecord) {
 	}
 	p.recorded = true
 	s.mu.Lock()
+	s.adoptLocked(p)
 	s.requests = append(s.requests, p.RequestInfo)
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -54,7 +65,7 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.inflight++
 	s.pushes++
-	info := &pushRecord{RequestInfo: RequestInfo{
+	info := &pushRecord{gen: s.gen, RequestInfo: RequestInfo{
 		Push:            s.pushes,
 		Time:            arrived,
 		Method:          r.Method,
@@ -108,14 +119,18 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		s.applyFault(w, info, f, outcome{})
 		return
 	}
-	var out outcome
-	switch {
-	case readErr != nil:
-		out = outcome{status: http.StatusBadRequest, msg: "read request body: " + readErr.Error()}
-	case len(body) > limit:
-		out = outcome{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body too large: over %d bytes", limit)}
-	default:
-		out = s.process(r, body, info.Push)
+	// Loki's authentication middleware answers before the push handler
+	// looks at the body.
+	out, ok := s.authenticate(r)
+	if ok {
+		switch {
+		case readErr != nil:
+			out = outcome{status: http.StatusBadRequest, msg: "read request body: " + readErr.Error()}
+		case len(body) > limit:
+			out = outcome{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body too large: over %d bytes", limit)}
+		default:
+			out = s.process(r, body, info)
+		}
 	}
 	if faulted {
 		s.applyFault(w, info, f, out)
@@ -182,28 +197,34 @@ func (s *Server) write(w http.ResponseWriter, info *pushRecord, status int, msg 
 	_, _ = io.WriteString(w, msg+"\n")
 }
 
-// process authenticates, decodes, validates and stores one push.
-func (s *Server) process(r *http.Request, body []byte, push int) outcome {
-	if out, ok := s.authenticate(r); !ok {
-		return out
-	}
-	tenant := r.Header.Get("X-Scope-OrgID")
-	if s.cfg.multiTenant {
-		if tenant == "" {
-			return outcome{status: http.StatusUnauthorized, msg: "no org id"}
-		}
-		if err := validTenantID(tenant); err != nil {
-			return outcome{status: http.StatusBadRequest, msg: err.Error()}
-		}
-	}
+// process decodes, validates and stores one authenticated push.
+func (s *Server) process(r *http.Request, body []byte, info *pushRecord) outcome {
 	req, out, ok := s.decode(r, body)
 	if !ok {
 		return out
 	}
-	return s.ingest(tenant, req, push)
+	return s.ingest(r.Header.Get("X-Scope-OrgID"), req, info)
 }
 
+// authenticate applies what sits in front of Loki's push handler: a
+// gateway's credentials, then (with WithMultiTenant) the tenant header.
 func (s *Server) authenticate(r *http.Request) (outcome, bool) {
+	if out, ok := s.checkCredentials(r); !ok {
+		return out, false
+	}
+	if s.cfg.multiTenant {
+		tenant := r.Header.Get("X-Scope-OrgID")
+		if tenant == "" {
+			return outcome{status: http.StatusUnauthorized, msg: "no org id"}, false
+		}
+		if err := validTenantID(tenant); err != nil {
+			return outcome{status: http.StatusBadRequest, msg: err.Error()}, false
+		}
+	}
+	return outcome{}, true
+}
+
+func (s *Server) checkCredentials(r *http.Request) (outcome, bool) {
 	unauthorized := outcome{status: http.StatusUnauthorized, msg: "unauthorized"}
 	if s.cfg.basicAuth {
 		u, p, ok := r.BasicAuth()
@@ -291,7 +312,12 @@ func (s *Server) decode(r *http.Request, body []byte) (*lokiproto.PushRequest, o
 		}
 		return req, outcome{}, true
 	}
-	// Anything else is protobuf, always snappy-compressed, as in Loki.
+	// Anything else is protobuf, always snappy-compressed, as in Loki. A
+	// valid block decodes to at most maxSnappyRatio times its size: a header
+	// announcing more is corrupt, refused before the decoder allocates it.
+	if n, err := snappy.DecodedLen(body); err == nil && n <= limit && n > maxSnappyRatio*len(body) {
+		return bad("snappy: corrupt input: %d bytes announced by a %d-byte block", n, len(body))
+	}
 	raw, err := lokiproto.DecodeSnappy(body, limit)
 	if errors.Is(err, lokiproto.ErrTooLarge) {
 		return tooLarge("decompressed")
@@ -308,6 +334,10 @@ func (s *Server) decode(r *http.Request, body []byte) (*lokiproto.PushRequest, o
 	}
 	return req, outcome{}, true
 }
+
+// maxSnappyRatio bounds a snappy block's expansion: its densest element, a
+// 3-byte copy, yields 64 bytes.
+const maxSnappyRatio = 22
 
 // overGRPC returns Loki's answer to a push of size bytes (encoded as the
 // distributor forwards it) over the ingesters' gRPC message limit.
@@ -337,8 +367,10 @@ type validStream struct {
 // It works in Loki's two stages: the distributor's checks (labels, line and
 // metadata limits, timestamps), which can fail the whole push before
 // anything is stored, then the ingester's (stream limit, ordering window)
-// while storing.
-func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, push int) outcome {
+// while storing. The answer is composed as Loki composes it: the ingester's
+// error for the last stream it handled if there is one, else the
+// distributor's validation errors (grouped), else 204.
+func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, info *pushRecord) outcome {
 	lim := s.cfg.limits
 	// Stage 0, Loki's request parser: every label set must parse.
 	parsed := make([][]lokiproto.LabelPair, len(req.Streams))
@@ -365,6 +397,7 @@ func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, push int) out
 	// Stage 1, the distributor.
 	now := s.cfg.now()
 	var valid []validStream
+	var grouped groupedErrors
 	for i, st := range req.Streams {
 		if len(st.Entries) == 0 {
 			continue
@@ -372,6 +405,7 @@ func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, push int) out
 		ls := parsed[i]
 		str := lokiproto.FormatLabels(ls)
 		if reason := validateLabels(ls, str, lim); reason != "" {
+			grouped.add(reason)
 			reject(Rejection{LabelString: str, Entries: len(st.Entries), Status: http.StatusBadRequest, Reason: reason})
 			continue
 		}
@@ -381,6 +415,7 @@ func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, push int) out
 		}
 		for _, e := range st.Entries {
 			if reason := validateEntry(&e, str, now, lim); reason != "" {
+				grouped.add(reason)
 				reject(Rejection{LabelString: str, Timestamp: e.Timestamp, Line: e.Line, Status: http.StatusBadRequest, Reason: reason})
 				continue
 			}
@@ -396,17 +431,25 @@ func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, push int) out
 		}
 	}
 
-	// Stage 2, the ingester.
+	// Stage 2, the ingester. Like Loki's, it answers for the last stream it
+	// handled only: an earlier stream's error is overwritten, even by a
+	// success.
+	owner := tenant
+	if owner == "" {
+		owner = "fake" // Loki's tenant without auth_enabled
+	}
+	var last *outcome
 	s.mu.Lock()
-	limited := false
+	s.adoptLocked(info)
 	for _, vs := range valid {
+		last = nil
 		key := streamKey{tenant, vs.str}
 		st := s.streams[key]
 		if st == nil {
 			if lim.MaxStreams > 0 && s.perTenant[tenant] >= lim.MaxStreams {
-				limited = true
-				reject(Rejection{LabelString: vs.str, Entries: len(vs.entries), Status: http.StatusTooManyRequests,
-					Reason: fmt.Sprintf("Maximum active stream limit exceeded when trying to create stream %s, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '%s'", vs.str, tenant)})
+				msg := fmt.Sprintf("Maximum active stream limit exceeded when trying to create stream %s, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '%s'", vs.str, owner)
+				reject(Rejection{LabelString: vs.str, Entries: len(vs.entries), Status: http.StatusTooManyRequests, Reason: msg})
+				last = &outcome{status: http.StatusTooManyRequests, msg: msg}
 				continue
 			}
 			st = &streamState{tenant: tenant, labels: vs.labels, str: vs.str}
@@ -414,12 +457,18 @@ func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, push int) out
 			s.order = append(s.order, st)
 			s.perTenant[tenant]++
 		}
+		var behind strings.Builder
+		ignored := 0
 		for _, e := range vs.entries {
 			if w := lim.OrderingWindow; w > 0 && !st.newest.IsZero() {
 				if cutoff := st.newest.Add(-w); e.ts.Before(cutoff) {
-					reject(Rejection{LabelString: vs.str, Timestamp: e.ts, Line: e.line, Status: http.StatusBadRequest,
-						Reason: fmt.Sprintf("entry with timestamp %s ignored, reason: 'entry too far behind, entry timestamp is: %s, oldest acceptable timestamp is: %s' for stream: %s",
-							e.ts, e.ts.Format(time.RFC3339), cutoff.Format(time.RFC3339), vs.str)})
+					reason := fmt.Sprintf("entry too far behind, entry timestamp is: %s, oldest acceptable timestamp is: %s",
+						e.ts.Format(time.RFC3339), cutoff.Format(time.RFC3339))
+					reject(Rejection{LabelString: vs.str, Timestamp: e.ts, Line: e.line, Status: http.StatusBadRequest, Reason: reason})
+					if ignored < maxReturnedStreamErrors {
+						fmt.Fprintf(&behind, "entry with timestamp %s ignored, reason: '%s',\n", e.ts.String(), reason)
+					}
+					ignored++
 					continue
 				}
 			}
@@ -429,9 +478,13 @@ func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, push int) out
 			st.entries = append(st.entries, len(s.entries))
 			s.entries = append(s.entries, Entry{
 				Tenant: tenant, Labels: st.labels, LabelString: st.str,
-				Timestamp: e.ts, Line: e.line, Metadata: e.meta, Push: push,
+				Timestamp: e.ts, Line: e.line, Metadata: e.meta, Push: info.Push,
 			})
 			out.accepted++
+		}
+		if ignored > 0 {
+			fmt.Fprintf(&behind, "user '%s', total ignored: %d out of %d for stream: %s", owner, ignored, len(vs.entries), vs.str)
+			last = &outcome{status: http.StatusBadRequest, msg: behind.String()}
 		}
 	}
 	if out.accepted > 0 {
@@ -440,27 +493,52 @@ func (s *Server) ingest(tenant string, req *lokiproto.PushRequest, push int) out
 	s.mu.Unlock()
 
 	switch {
-	case limited:
-		out.status = http.StatusTooManyRequests
-	case len(out.rejections) > 0:
-		out.status = http.StatusBadRequest
+	case last != nil:
+		out.status, out.msg = last.status, last.msg
+	case len(grouped.msgs) > 0:
+		out.status, out.msg = http.StatusBadRequest, grouped.String()
 	default:
 		out.status = http.StatusNoContent
-		return out
 	}
-	var b strings.Builder
-	for i, rj := range out.rejections {
-		if i == maxListedReasons {
-			fmt.Fprintf(&b, "\n(%d more)", len(out.rejections)-i)
-			break
-		}
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(rj.Reason)
-	}
-	out.msg = b.String()
 	return out
+}
+
+// maxReturnedStreamErrors is Loki's ingester max_returned_stream_errors: how
+// many refused entries of a stream its answer lists.
+const maxReturnedStreamErrors = 10
+
+// groupedErrors collects validation messages as Loki's distributor does
+// (util.GroupedErrors): its text is each distinct message once, joined by
+// "; ", prefixed with "N errors like: " unless there is exactly one message
+// that occurred once. Loki lists them in map order; this keeps first-seen
+// order.
+type groupedErrors struct {
+	msgs  []string
+	count map[string]int
+}
+
+func (g *groupedErrors) add(msg string) {
+	if g.count == nil {
+		g.count = make(map[string]int)
+	}
+	if g.count[msg] == 0 {
+		g.msgs = append(g.msgs, msg)
+	}
+	g.count[msg]++
+}
+
+func (g *groupedErrors) String() string {
+	var b strings.Builder
+	for i, m := range g.msgs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if n := g.count[m]; len(g.msgs) > 1 || n > 1 {
+			fmt.Fprintf(&b, "%d errors like: ", n)
+		}
+		b.WriteString(m)
+	}
+	return b.String()
 }
 
 // discoverServiceName adds service_name as Loki does, when configured.

@@ -17,7 +17,8 @@ const PushPath = "/loki/api/v1/push"
 
 // Errors returned by [Server] methods.
 var (
-	// ErrClosed is returned by Start and Restart after Close.
+	// ErrClosed is returned by Start and Restart after Close, and wrapped
+	// by WaitEntries and WaitRequests when Close ends their wait.
 	ErrClosed = errors.New("lokitest: server closed")
 )
 
@@ -46,7 +47,13 @@ type Server struct {
 	// or Reset is called; waiters select on it.
 	changed chan struct{}
 
-	pushes    int
+	pushes int
+	// gen counts Resets; a push numbered in an earlier generation is
+	// renumbered when it records or stores after the Reset.
+	gen int
+	// done is set by Close, under mu, so that waits end (closed, under
+	// lmu, is what Start checks).
+	done      bool
 	entries   []Entry // Labels maps shared per stream: clone before handing out
 	requests  []RequestInfo
 	streams   map[streamKey]*streamState
@@ -239,6 +246,12 @@ func (s *Server) Close() {
 	defer s.lmu.Unlock()
 	s.closed = true
 	s.stopLocked()
+	s.mu.Lock()
+	if !s.done {
+		s.done = true
+		s.notifyLocked()
+	}
+	s.mu.Unlock()
 }
 
 // Entry is one accepted log entry.
@@ -287,7 +300,9 @@ type Rejection struct {
 	Timestamp time.Time
 	Line      string
 	Entries   int
-	// Status is the status this rejection calls for: 400 or 429.
+	// Status is the status this rejection calls for: 400 or 429. The push's
+	// answer may still be another one: Loki reports only the last stream's
+	// ingester error (see the package documentation).
 	Status int
 	// Reason is Loki's message for it.
 	Reason string
@@ -331,7 +346,8 @@ type RequestInfo struct {
 }
 
 // Pushes returns the number of push requests that arrived since the last
-// Reset, answered or not.
+// Reset, answered or not (a push that arrived before the Reset and recorded
+// or stored something after it counts as one after it).
 func (s *Server) Pushes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -403,16 +419,21 @@ func (s *Server) Streams() []Stream {
 }
 
 // WaitEntries waits until at least n entries are stored and returns all of
-// them. When ctx ends first it returns the entries stored so far and an
-// error saying how many of the n arrived; give ctx a deadline.
+// them. When ctx ends first, or the server is closed (nothing can arrive any
+// more), it returns the entries stored so far and an error saying how many
+// of the n arrived, wrapping ctx's error or [ErrClosed]; give ctx a
+// deadline. It keeps waiting across [Server.Stop] and [Server.Restart].
 func (s *Server) WaitEntries(ctx context.Context, n int) ([]Entry, error) {
 	for {
 		s.mu.Lock()
 		got := len(s.entries)
-		if got >= n {
+		if got >= n || s.done {
 			out := s.entriesLocked()
 			s.mu.Unlock()
-			return out, nil
+			if got >= n {
+				return out, nil
+			}
+			return out, fmt.Errorf("lokitest: %d of %d entries arrived: %w", got, n, ErrClosed)
 		}
 		ch := s.changed
 		s.mu.Unlock()
@@ -429,16 +450,21 @@ func (s *Server) WaitEntries(ctx context.Context, n int) ([]Entry, error) {
 }
 
 // WaitRequests waits until at least n push requests have been answered (or
-// dropped) and returns them. When ctx ends first it returns those finished
-// so far and an error saying how many of the n finished.
+// dropped) and returns them. When ctx ends first, or the server is closed,
+// it returns those finished so far and an error saying how many of the n
+// finished, wrapping ctx's error or [ErrClosed].
 func (s *Server) WaitRequests(ctx context.Context, n int) ([]RequestInfo, error) {
 	for {
 		s.mu.Lock()
-		got := len(s.requests)
+		got, done := len(s.requests), s.done
 		ch := s.changed
 		s.mu.Unlock()
 		if got >= n {
 			return s.Requests(), nil
+		}
+		if done {
+			out := s.Requests()
+			return out, fmt.Errorf("lokitest: %d of %d requests finished: %w", len(out), n, ErrClosed)
 		}
 		select {
 		case <-ch:
@@ -450,12 +476,14 @@ func (s *Server) WaitRequests(ctx context.Context, n int) ([]RequestInfo, error)
 }
 
 // Reset forgets every entry, stream and request, and the push count; each
-// stream's ordering window starts afresh. Scripted faults and the delay are
+// stream's ordering window starts afresh. A push being handled during the
+// Reset is recorded afterwards, with a number after the Reset's. Scripted faults and the delay are
 // kept (see [Server.ClearFaults]).
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pushes = 0
+	s.gen++
 	s.entries = nil
 	s.requests = nil
 	s.streams = make(map[streamKey]*streamState)

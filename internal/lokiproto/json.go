@@ -15,9 +15,11 @@ import (
 //
 //	{"streams":[{"stream":{"k":"v"},"values":[["<unix ns>","line",{"meta":"v"}]]}]}
 //
-// The timestamp is a string holding decimal Unix nanoseconds; the third
-// element (structured metadata, string values) is optional; elements after it
-// are ignored, as Loki ignores them. Label names must be valid Loki label
+// The timestamp is a string holding decimal Unix nanoseconds; the line and
+// the third element (structured metadata, string values) are optional, a
+// missing or null line being empty, and a fourth element is an error, as in
+// Loki's decoder. (Unlike Loki's, invalid UTF-8 in a string becomes U+FFFD.)
+// Label names must be valid Loki label
 // names. Each stream's Labels is the canonical label-set string of its
 // "stream" object (sorted, values quoted), so that [ParseLabels] handles both
 // encodings alike; metadata is sorted by name.
@@ -63,10 +65,14 @@ func decodeJSONEntry(v json.RawMessage) (Entry, error) {
 	if err := json.Unmarshal(v, &parts); err != nil {
 		return Entry{}, err
 	}
-	if len(parts) < 2 {
-		return Entry{}, fmt.Errorf("want [timestamp, line] or [timestamp, line, metadata], got %d elements", len(parts))
+	if len(parts) > 3 {
+		return Entry{}, errors.New("array must have at least 2 and up to 3 values")
 	}
-	var ts, line string
+	var e Entry
+	if len(parts) == 0 {
+		return e, nil // Loki keeps it, with the zero time: validation refuses it
+	}
+	var ts string
 	if err := unmarshalString(parts[0], &ts); err != nil {
 		return Entry{}, fmt.Errorf("timestamp: %w", err)
 	}
@@ -74,11 +80,13 @@ func decodeJSONEntry(v json.RawMessage) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("timestamp: %w", err)
 	}
-	if err := unmarshalString(parts[1], &line); err != nil {
-		return Entry{}, fmt.Errorf("line: %w", err)
+	e.Timestamp = time.Unix(0, ns).UTC()
+	if len(parts) > 1 && !isNull(parts[1]) { // Loki reads a missing or null line as ""
+		if err := unmarshalString(parts[1], &e.Line); err != nil {
+			return Entry{}, fmt.Errorf("line: %w", err)
+		}
 	}
-	e := Entry{Timestamp: time.Unix(0, ns).UTC(), Line: line}
-	if len(parts) > 2 {
+	if len(parts) > 2 && !isNull(parts[2]) {
 		var md map[string]string
 		if err := json.Unmarshal(parts[2], &md); err != nil {
 			return Entry{}, fmt.Errorf("structured metadata: %w", err)
@@ -93,6 +101,9 @@ func decodeJSONEntry(v json.RawMessage) (Entry, error) {
 	}
 	return e, nil
 }
+
+// isNull reports whether raw is the JSON null.
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
 
 // unmarshalString decodes a JSON string, refusing null and other types.
 func unmarshalString(raw json.RawMessage, s *string) error {
