@@ -208,17 +208,24 @@ type Buffer struct {
 	// enqueued counts the entries Add accepted; guarded by mu. It is a
 	// plain field: an atomic add after Unlock would pull one more shared
 	// cache line into every Add.
-	enqueued     uint64
-	recovered    uint64 // entries found in the spool at start
-	exported     atomic.Uint64
-	settled      atomic.Uint64 // entries that left the pipeline (any way)
-	exportErrors atomic.Uint64
-	spilled      atomic.Uint64
-	replayed     atomic.Uint64
-	diskErrors   atomic.Uint64
-	dropMu       sync.Mutex
-	dropped      map[string]uint64 // guarded by dropMu
-	drops        dropReports       // guarded by dropMu
+	enqueued  uint64
+	recovered uint64 // entries found in the spool at start
+	// leftSettled: entries of the records the worker read and left
+	// unacknowledged at Shutdown that were already delivered or rejected
+	// (replay.settledPart); written by the worker before done is closed.
+	leftSettled int
+	// spoolFullSettled: of the entries the spool counted as spool_full,
+	// those delivered or rejected before (see Shutdown); not counted again.
+	spoolFullSettled atomic.Uint64
+	exported         atomic.Uint64
+	settled          atomic.Uint64 // entries that left the pipeline (any way)
+	exportErrors     atomic.Uint64
+	spilled          atomic.Uint64
+	replayed         atomic.Uint64
+	diskErrors       atomic.Uint64
+	dropMu           sync.Mutex
+	dropped          map[string]uint64 // guarded by dropMu
+	drops            dropReports       // guarded by dropMu
 
 	errs *errorReporter
 }
@@ -460,11 +467,13 @@ again:
 	if !ok {
 		extra += len(labels)
 	}
-	if extra > b.cfg.MaxBufferBytes {
+	if extra > b.cfg.MaxBufferBytes && !marked {
 		b.mu.Unlock()
 		b.drop(ReasonTooLarge, 1)
 		return ErrTooLarge
 	}
+	// A marked entry larger than memory is on disk already: the spool
+	// becomes the queue below (it is sent from there, never refused).
 	if b.bytes+extra > b.cfg.MaxBufferBytes && marked {
 		// Memory is full but the entry is on disk: let the spool be the
 		// queue and drop the memory copies.
@@ -770,6 +779,18 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("shutdown: %d entries not delivered: %w", n, context.DeadlineExceeded))
 		}
 		if b.sp != nil {
+			// The worker may have left a batch read from the spool and not
+			// acknowledged; what of it was in segments deleted since
+			// (MaxSpoolBytes) is gone: Rewind counts it (spool_full).
+			before := b.sp.Stats().DroppedFullEntries
+			if err := b.sp.Rewind(); err != nil {
+				errs = append(errs, fmt.Errorf("shutdown: %w", err))
+			}
+			// Those records may have been answered in part (a
+			// PartialError): that part is delivered or counted already.
+			if lost := b.sp.Stats().DroppedFullEntries - before; lost > 0 && b.leftSettled > 0 {
+				b.spoolFullSettled.Add(min(lost, uint64(b.leftSettled)))
+			}
 			if err := b.sp.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("shutdown: close spool: %w", err))
 			}
@@ -834,8 +855,8 @@ func (b *Buffer) Stats() Stats {
 		s.SpoolSegments = st.Segments
 		s.SpoolEntries = st.Entries
 		s.CorruptSegments = st.CorruptSegments
-		if st.DroppedFullEntries > 0 {
-			s.Dropped[ReasonSpoolFull] += st.DroppedFullEntries
+		if n := st.DroppedFullEntries - b.spoolFullSettled.Load(); n > 0 {
+			s.Dropped[ReasonSpoolFull] += n
 		}
 		if st.DroppedCorruptEntries > 0 {
 			s.Dropped[ReasonCorrupt] += st.DroppedCorruptEntries
@@ -993,7 +1014,8 @@ func (b *Buffer) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var retry time.Duration
-	var rp replay // the batch read from the spool, kept across retries
+	var rp replay                                     // the batch read from the spool, kept across retries
+	defer func() { b.leftSettled = rp.settledPart }() // read by Shutdown after done
 	pause := func() {
 		if retry == 0 {
 			retry = b.cfg.RetryInterval
@@ -1063,7 +1085,7 @@ func (b *Buffer) run() {
 				continue
 			}
 		case head != nil:
-			if b.exportMemory(head) {
+			if b.exportMemory(head, &rp) {
 				retry = 0
 			} else {
 				pause()
@@ -1107,8 +1129,13 @@ func (b *Buffer) run() {
 }
 
 // exportMemory sends s, taken from the memory queue. It returns false when
-// the export failed and should be tried again after a pause.
-func (b *Buffer) exportMemory(s *sealed) bool {
+// the export failed and should be tried again after a pause. When s is
+// also on disk and Loki took part of it (a *exporter.PartialError), the
+// rest goes to rp, the worker's batch read from the spool, with the
+// positions of s's records: it is resent from there and the records are
+// acknowledged once it is settled, so that the part delivered or rejected
+// is not sent (and counted) again.
+func (b *Buffer) exportMemory(s *sealed, rp *replay) bool {
 	err := b.exp.Export(b.exportCtx, s.batch)
 	// Recycle s's memory only after a clean export: an error might hold on
 	// to the batch (PartialError.Remaining, or another Exporter's own).
@@ -1134,10 +1161,20 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 	}
 	if s.marked {
 		// Loki failed: the spool, which has every entry from the first
-		// one not released, becomes the queue.
+		// one not released, becomes the queue. After a partial success
+		// the worker reads past s's records (the first ones not released:
+		// batches are released in the order of their records) and keeps
+		// the Remaining batch to send before them.
+		rem := remainingOf(err)
+		var last spool.Pos
+		skipped := rem != nil && delivered+rejected > 0 && b.skipTo(s.mark, &last)
 		b.mu.Lock()
 		b.switchToSpoolLocked()
 		b.mu.Unlock()
+		if skipped {
+			rp.batch, rp.n, rp.last, rp.hasLast, rp.settledPart = rem, rem.Len(), last, true, delivered+rejected
+			b.settle(delivered + rejected)
+		}
 		b.release(s, false)
 		return false
 	}
@@ -1160,12 +1197,26 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 		return true
 	}
 	if onDisk {
-		// The spool has it: read it back from there.
+		// The spool has it: read it back from there. After a partial
+		// success only the Remaining batch is sent again: s's record is
+		// the spool's oldest (see the done case); read past it and
+		// acknowledge it once the rest is settled.
+		if rem := remainingOf(err); rem != nil && delivered+rejected > 0 {
+			if rec, err := b.sp.NextView(); err == nil && rec.Entries == s.n {
+				rp.batch, rp.n, rp.last, rp.hasLast, rp.settledPart = rem, rem.Len(), rec.Pos, true, delivered+rejected
+				b.settle(delivered + rejected)
+				b.release(s, false)
+				return false
+			} else if err == nil {
+				b.sp.Rewind() // not s's record after all: read it again
+			}
+		}
 		b.release(s, false)
 		return true
 	}
 	if rem := remainingOf(err); rem != nil {
 		b.mu.Lock()
+		b.entries -= s.n - rem.Len() // delivered or rejected: no longer held
 		s.batch = rem
 		s.n = rem.Len()
 		s.recyclable = false // rem is the exporter's, and the error may live on
@@ -1193,6 +1244,29 @@ func (b *Buffer) exportMemory(s *sealed) bool {
 	}
 	b.mu.Unlock()
 	return false
+}
+
+// skipTo reads the spool's records up to the one m marks, which must
+// come next, and sets last to its position (to acknowledge later). When the
+// records are not the expected ones it rewinds the reader and reports
+// false.
+func (b *Buffer) skipTo(m spool.Mark, last *spool.Pos) bool {
+	for {
+		rec, err := b.sp.NextView()
+		if err != nil {
+			b.sp.Rewind()
+			return false
+		}
+		end := rec.Pos.Offset + spool.FrameHeaderSize + int64(len(rec.Payload))
+		if rec.Pos.Segment == m.Segment && end == m.End {
+			*last = rec.Pos
+			return true
+		}
+		if rec.Pos.Segment > m.Segment || rec.Pos.Segment == m.Segment && end > m.End {
+			b.sp.Rewind()
+			return false
+		}
+	}
 }
 
 // release forgets the in-flight batch s and frees its memory; with reuse,

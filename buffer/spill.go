@@ -161,6 +161,10 @@ type replay struct {
 	carry        []byte
 	carryPos     spool.Pos
 	carryEntries int
+	// settledPart counts entries of the records from the first read to
+	// last that were already delivered or rejected (a *PartialError):
+	// only batch's entries are still to be sent.
+	settledPart int
 
 	// dec decodes records without allocating; arena and metas own the
 	// lines and metadata copied out of the spool's read-ahead block.
@@ -194,11 +198,12 @@ func (b *Buffer) replayStep(rp *replay) step {
 	if done {
 		b.ack(rp.last)
 		b.settle(delivered + rejected)
-		rp.batch, rp.n, rp.hasLast = nil, 0, false
+		rp.batch, rp.n, rp.hasLast, rp.settledPart = nil, 0, false, 0
 		return stepDone
 	}
 	if rem := remainingOf(err); rem != nil {
 		rp.batch, rp.n = rem, rem.Len()
+		rp.settledPart += delivered + rejected
 		b.settle(delivered + rejected)
 	}
 	return stepFailed
