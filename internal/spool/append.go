@@ -289,6 +289,9 @@ func (s *Spool) drop() {
 	g := s.segs[0]
 	s.st.DroppedFullRecords += uint64(g.records - g.readR)
 	s.st.DroppedFullEntries += uint64(g.entries - g.readE)
+	if g.records > g.readR && len(s.fullDrops) < maxFullDrops {
+		s.fullDrops = append(s.fullDrops, fullDrop{num: g.num, readR: g.readR, readE: g.readE, records: g.records, entries: g.entries})
+	}
 	s.deleteOldest(false)
 }
 

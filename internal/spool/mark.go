@@ -49,7 +49,11 @@ func (s *Spool) appendMarked(appendLocked func() error) (Mark, error) {
 // whether Next returned it or not, and moves the read position past it: the
 // records were delivered from the writer's own copy. Like [Spool.Ack], it
 // writes the cursor and deletes completed segments. Records of segments
-// already deleted (MaxBytes) are skipped. Releasing an already released
+// already deleted (MaxBytes) are skipped; those deleted unread are taken
+// back out of Stats.DroppedFull*, since the writer delivered them: a
+// record is never both released and counted as dropped. (This holds for
+// deleted records that no later record returned by Next follows, and for
+// up to 256 deleted segments.) Releasing an already released
 // Mark does nothing.
 func (s *Spool) Release(m Mark) error {
 	return s.acknowledge(func() error { return s.releaseLocked(m) })
@@ -60,6 +64,29 @@ func (s *Spool) releaseLocked(m Mark) error {
 		return ErrClosed
 	}
 	end := Pos{Segment: m.Segment, Offset: m.End}
+	// Records up to m that drop deleted unread and counted as dropped
+	// (MaxBytes) were delivered from the writer's copy after all.
+	for i := range s.fullDrops {
+		d := &s.fullDrops[i]
+		if d.num > m.Segment {
+			break
+		}
+		r, e := d.records, d.entries
+		if d.num == m.Segment {
+			r, e = min(m.Records, r), min(m.Entries, e)
+		}
+		if r > d.readR {
+			s.st.DroppedFullRecords -= uint64(r - d.readR)
+			d.readR = r
+		}
+		if e > d.readE {
+			s.st.DroppedFullEntries -= uint64(e - d.readE)
+			d.readE = e
+		}
+	}
+	if m.Segment > 0 {
+		s.forgetFullDrops(m.Segment - 1) // a later Release may cover more of m.Segment
+	}
 	for _, g := range s.segs {
 		if g.num > m.Segment {
 			break
@@ -104,6 +131,17 @@ func (s *Spool) releaseLocked(m Mark) error {
 		}
 	}
 	return s.settleAcksLocked()
+}
+
+// forgetFullDrops removes the fullDrops of segments up to num. Callers
+// hold s.mu.
+func (s *Spool) forgetFullDrops(num uint64) {
+	k := 0
+	for k < len(s.fullDrops) && s.fullDrops[k].num <= num {
+		k++
+	}
+	n := copy(s.fullDrops, s.fullDrops[k:])
+	s.fullDrops = s.fullDrops[:n]
 }
 
 // FrameHeaderSize is the room [PutFrame] needs in front of a payload.

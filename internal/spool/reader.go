@@ -100,6 +100,9 @@ func (s *Spool) nextLocked() (Record, error) {
 		g.readR++
 		g.readE += int64(h.entries)
 		s.roff = end
+		if len(s.fullDrops) > 0 {
+			s.forgetFullDrops(g.num - 1) // no Release covers them now
+		}
 		return rec, nil
 	}
 }

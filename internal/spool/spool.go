@@ -215,7 +215,8 @@ type Stats struct {
 	RecoveredEntries int64
 
 	// DroppedFullRecords and DroppedFullEntries count records deleted
-	// unread because MaxBytes was reached (reason "spool_full").
+	// unread because MaxBytes was reached (reason "spool_full"), less
+	// those a later Release covered (delivered from the writer's copy).
 	DroppedFullRecords uint64
 	DroppedFullEntries uint64
 	// DroppedCorruptRecords and DroppedCorruptEntries count records
@@ -259,6 +260,18 @@ type segment struct {
 	// Records returned by Next (acknowledged ones included).
 	readR, readE int64
 }
+
+// fullDrop is what drop counted of a deleted segment: its records and
+// entries past readR and readE (the ones Next had returned).
+type fullDrop struct {
+	num              uint64
+	readR, readE     int64
+	records, entries int64
+}
+
+// maxFullDrops bounds Spool.fullDrops. A writer's copies are bounded by its
+// memory and released in order, so only the oldest entries matter.
+const maxFullDrops = 256
 
 // inflight is a record returned by Next and not yet acknowledged.
 type inflight struct {
@@ -314,7 +327,13 @@ type Spool struct {
 	rf       File
 	rfNum    uint64
 	inflight []inflight // returned by Next, not acknowledged, oldest first
-	ra       readAhead  // read-ahead block; NextView payloads alias it
+	// fullDrops: segments drop deleted with records Next had not returned,
+	// oldest first. A writer keeping its own copy of records (Release) may
+	// still deliver those: Release then takes them out of DroppedFull*.
+	// Entries older than a record Next returns, or covered by a Release,
+	// are forgotten; at most maxFullDrops are kept.
+	fullDrops []fullDrop
+	ra        readAhead // read-ahead block; NextView payloads alias it
 
 	pendingR, pendingE int64 // unacknowledged records on disk
 	cursorSeg          uint64
