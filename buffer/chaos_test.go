@@ -946,12 +946,7 @@ func TestPartialErrorOfSpilledBatchNotResent(t *testing.T) {
 		for i := range 10 {
 			add(t, b, "", `{a="b"}`, strconv.Itoa(i))
 		}
-		if err := b.Flush(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		flushAndShutdown(t, b)
 		checkOnce(t, r, 10, 3, 2)
 		if s := b.Stats(); s.Exported != 8 || s.Dropped[ReasonRejected] != 2 || s.SpoolEntries != 0 {
 			t.Fatalf("stats %+v", s)
@@ -971,12 +966,7 @@ func TestAlwaysPartialErrorNotResent(t *testing.T) {
 		for i := range 12 {
 			add(t, b, "", `{a="b"}`, strconv.Itoa(i))
 		}
-		if err := b.Flush(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		flushAndShutdown(t, b)
 		checkOnce(t, r, 12, 4, 3)
 		if s := b.Stats(); s.Exported != 9 || s.Dropped[ReasonRejected] != 3 || s.SpoolEntries != 0 {
 			t.Fatalf("stats %+v", s)
