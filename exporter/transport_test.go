@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -567,15 +565,7 @@ func TestEarlyAnswer(t *testing.T) {
 	c := newTestClient(t, fastConfig("http://"+addr))
 	// About 8 MB of lines that snappy cannot shrink: more than the
 	// sockets buffer, so the server answers while the body is being written.
-	batch := testBatch(4000, 4000)
-	rng := rand.New(rand.NewPCG(1, 2))
-	raw := make([]byte, 1000)
-	for i := range batch.Streams[0].Entries {
-		for j := range raw {
-			raw[j] = byte(rng.Uint32())
-		}
-		batch.Streams[0].Entries[i].Line = hex.EncodeToString(raw)
-	}
+	batch := bigBatch(4000)
 	if err := c.Export(context.Background(), batch); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
