@@ -18,6 +18,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/lokislog/lokislog/internal/header"
+	"github.com/lokislog/lokislog/internal/linked"
 	"github.com/lokislog/lokislog/internal/wire"
 )
 
@@ -326,7 +327,7 @@ func (c *Client) encode(part *Batch) (*sendBuf, error) {
 	}
 	out := c.out.reuse()
 	c.out = out
-	out.b = wire.AppendGzip(out.b[:0], raw.b)
+	out.b = linked.AppendGzip(out.b[:0], raw.b)
 	return out, nil
 }
 

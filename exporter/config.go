@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lokislog/lokislog/internal/header"
+	"github.com/lokislog/lokislog/internal/linked"
 )
 
 // Version is the version of this module, sent in the default User-Agent.
@@ -62,7 +63,9 @@ type Config struct {
 
 	// Compression is the JSON body's compression: "gzip" (the default) or
 	// "none". For protobuf it must be empty or "snappy": Loki requires
-	// snappy there.
+	// snappy there. Gzip needs the program to import
+	// github.com/lokislog/lokislog/exporter/jsongzip; without it, JSON with
+	// gzip is an error of NewClient.
 	Compression string `json:"compression" yaml:"compression"`
 
 	// Username and Password are sent with HTTP basic auth when Username is
@@ -130,7 +133,9 @@ type TLSConfig struct {
 	// instead of the system's roots. Default: the system's roots.
 	CAFile string `json:"ca_file" yaml:"ca_file"`
 	// CertFile and KeyFile are the PEM client certificate and key for mutual
-	// TLS. Both or neither must be set.
+	// TLS. Both or neither must be set. Loading them needs the program to
+	// import github.com/lokislog/lokislog/exporter/clientcert; without it,
+	// setting them is an error of NewClient.
 	CertFile string `json:"cert_file" yaml:"cert_file"`
 	KeyFile  string `json:"key_file" yaml:"key_file"`
 	// ServerName overrides the name the server certificate is checked
@@ -208,6 +213,9 @@ func (cfg Config) settings() (*settings, error) {
 		s.contentType = "application/json"
 		switch strings.ToLower(c.Compression) {
 		case "", CompressionGzip:
+			if linked.AppendGzip == nil {
+				return nil, errors.New(linked.NoGzip)
+			}
 			s.gzip, s.encoding = true, "gzip"
 		case CompressionNone:
 		default:
@@ -324,7 +332,10 @@ func (t TLSConfig) tlsConfig() (*tls.Config, error) {
 	case t.KeyFile == "":
 		return nil, errors.New("tls: cert_file set without key_file")
 	default:
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if linked.LoadKeyPair == nil {
+			return nil, errors.New("tls: " + linked.NoClientCert)
+		}
+		cert, err := linked.LoadKeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls: load client certificate %s and key %s: %w", t.CertFile, t.KeyFile, err)
 		}

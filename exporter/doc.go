@@ -8,7 +8,10 @@
 // compressed (Content-Type application/x-protobuf), to the push path
 // ([PushPath]) under [Config.URL]. With Protocol "json" it posts Loki's JSON
 // push body (Content-Type application/json), gzip-compressed unless
-// Compression is "none". Stream labels in JSON must parse as a label set; a
+// Compression is "none". Gzip and client certificates from files are linked
+// in by importing [github.com/lokislog/lokislog/exporter/jsongzip] and
+// [github.com/lokislog/lokislog/exporter/clientcert]; without them a Config
+// that needs one is an error of [NewClient] naming the import. Stream labels in JSON must parse as a label set; a
 // stream whose labels do not is not sent, and its entries are reported as
 // rejected with Status 0.
 //

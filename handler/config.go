@@ -22,6 +22,7 @@ import (
 	"github.com/lokislog/lokislog/exporter"
 	"github.com/lokislog/lokislog/internal/header"
 	"github.com/lokislog/lokislog/internal/labels"
+	"github.com/lokislog/lokislog/internal/linked"
 )
 
 // Defaults for the zero values of [Config].
@@ -90,7 +91,8 @@ type Config struct {
 	Protocol string `json:"protocol" yaml:"protocol"`
 	// Compression is the body compression of "json" pushes: "gzip"
 	// (default) or "none". Protobuf pushes are always snappy-compressed, so
-	// with "protobuf" it must be "" or "snappy".
+	// with "protobuf" it must be "" or "snappy". Gzip needs the program to
+	// import github.com/lokislog/lokislog/exporter/jsongzip (New says so).
 	Compression string `json:"compression" yaml:"compression"`
 	// BatchWait is the longest an entry waits before its batch is sent.
 	// Default 1s.
@@ -140,6 +142,8 @@ type Config struct {
 	// names that differ only in case are an error.
 	Headers map[string]string `json:"headers" yaml:"headers"`
 	// TLS configures certificates for https URLs. Default: system roots.
+	// A client certificate (CertFile, KeyFile) needs the program to import
+	// github.com/lokislog/lokislog/exporter/clientcert (New says so).
 	TLS TLSConfig `json:"tls_config" yaml:"tls_config"`
 	// HTTPClient, when set, sends the pushes instead of the client's own
 	// (HTTP/1.1, proxies from the environment, TLS; see
@@ -279,13 +283,19 @@ func validate(cfg Config) (*settings, error) {
 	}
 	switch strings.ToLower(cfg.Compression) {
 	case "":
+		if s.Protocol == "json" && linked.AppendGzip == nil {
+			bad("%s", linked.NoGzip)
+		}
 	case exporter.CompressionSnappy:
 		if s.Protocol == "json" {
 			bad("compression %q: want \"gzip\" or \"none\" with protocol json", cfg.Compression)
 		}
 	case exporter.CompressionGzip, exporter.CompressionNone:
-		if s.Protocol != "json" {
+		switch {
+		case s.Protocol != "json":
 			bad("compression %q: protobuf pushes are always snappy-compressed (set protocol json)", cfg.Compression)
+		case strings.EqualFold(cfg.Compression, exporter.CompressionGzip) && linked.AppendGzip == nil:
+			bad("%s", linked.NoGzip)
 		}
 	default:
 		bad("compression %q: want \"gzip\" or \"none\" (json), \"snappy\" (protobuf)", cfg.Compression)
@@ -345,8 +355,11 @@ func validate(cfg Config) (*settings, error) {
 	} else if s.MaxLineSize > 0 && s.MaxLineSize < MinMaxLineSize {
 		bad("max_line_size %d: must be at least %d", s.MaxLineSize, MinMaxLineSize)
 	}
-	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
+	switch {
+	case (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == ""):
 		bad("tls_config: cert_file and key_file go together")
+	case cfg.TLS.CertFile != "" && linked.LoadKeyPair == nil:
+		bad("tls_config: %s", linked.NoClientCert)
 	}
 
 	// Static labels.

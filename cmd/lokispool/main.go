@@ -68,6 +68,9 @@ import (
 	"time"
 
 	"github.com/lokislog/lokislog/internal/spool"
+
+	_ "github.com/lokislog/lokislog/exporter/clientcert"
+	_ "github.com/lokislog/lokislog/exporter/jsongzip"
 )
 
 // Exit codes.
