@@ -174,12 +174,16 @@ func childSteady(o *options) error {
 		return err
 	}
 	logger := workload.NewLogger(inst.Handler)
+	var slow *slowTracer
 	if o.profile != "" {
 		stop, err := startProfiles(o.profile)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		if slow, err = startSlowTracer(o.profile + ".slowest.trace"); err != nil {
+			return err
+		}
 	}
 
 	res := steadyResult{Scheduled: n, Rate: o.steadyRate, Steady: o.steady, Cap: steadyCap(o.steady)}
@@ -241,6 +245,7 @@ func childSteady(o *options) error {
 				d := end.Sub(t)
 				ws := outageStart.Load()
 				during := ws != 0 && t.UnixNano() < ws+outNs && end.UnixNano() >= ws
+				slow.observe(d, during)
 
 				w.mu.Lock()
 				w.logged++
@@ -271,6 +276,7 @@ func childSteady(o *options) error {
 	go func() { wg.Wait(); close(logged) }()
 	select {
 	case <-logged:
+		slow.stop()
 	case <-time.After(time.Until(deadline) + 2*time.Second):
 		fmt.Fprintln(os.Stderr, "steady: logging calls still running after the cap; not waiting for them")
 	}
