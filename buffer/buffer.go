@@ -548,6 +548,9 @@ again:
 	spill := b.sp != nil && (sealedOne && b.spoolActive || b.bytes > b.cfg.MaxBufferBytes/2)
 	b.enqueued++
 	b.mu.Unlock()
+	if b.recycle.low() {
+		b.recycle.refill()
+	}
 	if sealedOne || newBatch {
 		b.signal()
 	}
@@ -630,6 +633,11 @@ func (b *Buffer) sealLocked(ob *openBatch) {
 	if ob.n == 0 {
 		return
 	}
+	longest := 0
+	for i := range ob.streams {
+		longest = max(longest, len(ob.streams[i].Entries))
+	}
+	b.recycle.sealed(longest)
 	b.queue = append(b.queue, &sealed{
 		batch:      &exporter.Batch{Tenant: ob.tenant, Streams: ob.streams},
 		size:       ob.size,

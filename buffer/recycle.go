@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/lokislog/lokislog/exporter"
 )
@@ -22,6 +23,13 @@ type recycler struct {
 	entries [][]exporter.Entry
 	metas   [][]exporter.LabelPair
 	indexes []map[string]int
+
+	// For refill, read without mu: len(chunks) and len(entries) as of the
+	// last change, the entries of the longest stream of the last batch
+	// sealed, and whether a refill is under way.
+	nChunks, nEntries atomic.Int32
+	hint              atomic.Int32
+	refilling         atomic.Bool
 }
 
 const (
@@ -51,7 +59,11 @@ func take[T any](r *recycler, list *[]T) T {
 
 // chunk returns an empty arena chunk of chunkSize bytes.
 func (r *recycler) chunk() []byte {
-	if c := take(r, &r.chunks); c != nil {
+	r.mu.Lock()
+	c := pop(&r.chunks)
+	r.nChunks.Store(int32(len(r.chunks)))
+	r.mu.Unlock()
+	if c != nil {
 		return c[:0]
 	}
 	return make([]byte, 0, chunkSize)
@@ -59,7 +71,68 @@ func (r *recycler) chunk() []byte {
 
 // entrySlice returns an empty slice for a stream's entries (nil when none
 // is kept).
-func (r *recycler) entrySlice() []exporter.Entry { return take(r, &r.entries) }
+func (r *recycler) entrySlice() []exporter.Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := pop(&r.entries)
+	r.nEntries.Store(int32(len(r.entries)))
+	return e
+}
+
+// Refill bounds: chunks and entry slices kept ready, and the largest
+// entry slice made ahead (320 KB).
+const (
+	spareChunks     = 2
+	spareEntries    = 1
+	maxHintEntries  = 8192
+	hintEntriesMult = 2 // a stream that had n entries gets room for 2n
+)
+
+// low reports whether the next batches may have to allocate their memory
+// (under Buffer.mu, where an allocation makes every other Add wait).
+func (r *recycler) low() bool {
+	return r.nChunks.Load() < spareChunks || r.nEntries.Load() < spareEntries
+}
+
+// sealed notes the entries of the longest stream of a batch just sealed,
+// the size refill gives the entry slices it makes.
+func (r *recycler) sealed(longest int) {
+	r.hint.Store(int32(min(max(longest*hintEntriesMult, minRecycledEntries), maxHintEntries)))
+}
+
+// refill allocates chunks and an entry slice up to the spare counts, on
+// the caller's goroutine and outside Buffer.mu: when nothing comes back
+// (Loki down in memory-only mode, the buffer filling up) every new batch
+// needs fresh memory, and making it under the buffer's lock, zeroed and
+// page-faulted in and now and then paying for the garbage collector's
+// marking, made the other logging goroutines wait. One refill runs at a
+// time; the others go on.
+func (r *recycler) refill() {
+	if !r.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	defer r.refilling.Store(false)
+	var chunks [spareChunks][]byte
+	for i := range max(spareChunks-int(r.nChunks.Load()), 0) {
+		chunks[i] = make([]byte, 0, chunkSize)
+	}
+	var entries []exporter.Entry
+	if r.nEntries.Load() < spareEntries {
+		entries = make([]exporter.Entry, 0, max(r.hint.Load(), minRecycledEntries))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range chunks {
+		if c != nil && len(r.chunks) < recycleChunks {
+			r.chunks = append(r.chunks, c)
+		}
+	}
+	if entries != nil && len(r.entries) < recycleSlices {
+		r.entries = append(r.entries, entries)
+	}
+	r.nChunks.Store(int32(len(r.chunks)))
+	r.nEntries.Store(int32(len(r.entries)))
+}
 
 func (r *recycler) metaSlice() []exporter.LabelPair { return take(r, &r.metas) }
 
@@ -121,4 +194,6 @@ func (r *recycler) put(s *sealed) {
 	if index != nil && len(r.indexes) < recycleSlices {
 		r.indexes = append(r.indexes, index)
 	}
+	r.nChunks.Store(int32(len(r.chunks)))
+	r.nEntries.Store(int32(len(r.entries)))
 }
