@@ -251,7 +251,9 @@ type openBatch struct {
 
 // newOpenBatch starts a batch for tenant. Callers hold b.mu.
 func (b *Buffer) newOpenBatch(tenant string) *openBatch {
-	return &openBatch{tenant: tenant, index: b.recycle.index(), created: time.Now(),
+	now := time.Now()
+	b.recycle.opened(now)
+	return &openBatch{tenant: tenant, index: b.recycle.index(), created: now,
 		arena: arena{rec: &b.recycle}, metas: b.recycle.metaSlice()}
 }
 
@@ -338,6 +340,7 @@ func New(cfg Config) (*Buffer, error) {
 		dropped:     make(map[string]uint64),
 		errs:        newErrorReporter(cfg.ErrorHandler),
 	}
+	b.recycle.lastPut.Store(time.Now().UnixNano()) // nothing is starving yet
 	if cfg.SpoolDir != "" {
 		sp, err := spool.Open(spool.Options{
 			Dir:          cfg.SpoolDir,

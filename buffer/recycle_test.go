@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lokislog/lokislog/exporter"
@@ -208,41 +209,50 @@ func flushAndShutdown(t *testing.T, b *Buffer) {
 }
 
 // TestMemoryMadeAheadWhileNothingReturns checks that when nothing comes
-// back to the recycler (Loki never answers, memory fills up), Add makes the
-// next batches' chunks and entry slices after it released the buffer's
-// lock, sized after the streams sealed so far: an Add under the lock then
-// finds them ready instead of allocating there.
+// back to the recycler for a while (Loki never answers, memory fills up),
+// Add makes the next batches' chunks and entry slices after it released
+// the buffer's lock, sized after the streams sealed so far: an Add under
+// the lock then finds them ready instead of allocating there. While
+// batches do come back, it makes nothing ahead (they bring their memory).
 func TestMemoryMadeAheadWhileNothingReturns(t *testing.T) {
-	r := &recorder{gate: make(chan struct{})} // Loki does not answer until the end
-	b := mustNew(t, Config{Exporter: r, BatchWait: time.Hour, BatchSize: 16 << 10, MaxBufferBytes: 1 << 20})
-	defer func() {
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{gate: make(chan struct{})} // Loki does not answer until the end
+		b := mustNew(t, Config{Exporter: r, BatchWait: time.Hour, BatchSize: 16 << 10, MaxBufferBytes: 1 << 20})
+		line := []byte(strings.Repeat("x", 100))
+		add := func(n int) {
+			t.Helper()
+			for range n {
+				if err := b.Add("", `{a="b"}`, 1, line, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		rc := &b.recycle
+		add(1000) // 116 bytes an entry: about 7 batches
+		if n := rc.nChunks.Load() + rc.nEntries.Load(); n != 0 {
+			t.Fatalf("%d chunks and entry slices made ahead right after start, want none yet", n)
+		}
+		time.Sleep(2 * starveAfter) // nothing came back meanwhile
+		add(1000)
+		if rc.nChunks.Load() < spareChunks || rc.nEntries.Load() < spareEntries {
+			t.Fatalf("nothing came back for %v: the recycler holds %d chunks and %d entry slices, want %d and %d ready",
+				2*starveAfter, rc.nChunks.Load(), rc.nEntries.Load(), spareChunks, spareEntries)
+		}
+		// A batch of 16 KiB holds 141 entries of 116 bytes; the slices made
+		// ahead have room for twice the longest stream sealed.
+		rc.mu.Lock()
+		if n := len(rc.entries); n != spareEntries {
+			t.Errorf("%d entry slices kept, want %d", n, spareEntries)
+		} else if c := cap(rc.entries[0]); c < 2*140 || c > 2*142+8 {
+			t.Errorf("entry slice made ahead has room for %d entries, want about %d", c, 2*141)
+		}
+		for _, c := range rc.chunks {
+			if len(c) != 0 || cap(c) != chunkSize {
+				t.Errorf("chunk made ahead: len %d cap %d", len(c), cap(c))
+			}
+		}
+		rc.mu.Unlock()
 		close(r.gate)
 		flushAndShutdown(t, b)
-	}()
-	line := []byte(strings.Repeat("x", 100))
-	for range 2000 { // 116 bytes an entry: about 14 batches, 4 chunks
-		if err := b.Add("", `{a="b"}`, 1, line, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rc := &b.recycle
-	if rc.low() {
-		t.Fatalf("after 2000 entries the recycler holds %d chunks and %d entry slices, want %d and %d ready",
-			rc.nChunks.Load(), rc.nEntries.Load(), spareChunks, spareEntries)
-	}
-	// A batch of 16 KiB holds 141 entries of 116 bytes; the slices made
-	// ahead have room for twice the longest stream sealed.
-	rc.mu.Lock()
-	defer rc.mu.Unlock() // before the deferred shutdown
-	if n := len(rc.entries); n != spareEntries {
-		t.Fatalf("%d entry slices kept, want %d", n, spareEntries)
-	}
-	if c := cap(rc.entries[0]); c < 2*140 || c > 2*142+8 {
-		t.Errorf("entry slice made ahead has room for %d entries, want about %d", c, 2*141)
-	}
-	for _, c := range rc.chunks {
-		if len(c) != 0 || cap(c) != chunkSize {
-			t.Errorf("chunk made ahead: len %d cap %d", len(c), cap(c))
-		}
-	}
+	})
 }
