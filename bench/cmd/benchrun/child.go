@@ -130,6 +130,8 @@ func childRun(o *options) error {
 		return err
 	}
 	logger := workload.NewLogger(inst.Handler)
+	stopRSS := rssWatch()
+	defer func() { fmt.Fprintln(os.Stderr, stopRSS()) }()
 	res := runResult{Records: o.records, Outage: o.outage}
 	outage := o.outage > 0 && c.Ships
 

@@ -33,3 +33,58 @@ func procCPU(pid int) (time.Duration, bool) {
 	}
 	return time.Duration(ut+st) * 10 * time.Millisecond, true
 }
+
+// rssWatch samples /proc/self/status every 5 ms and keeps the largest
+// anonymous (Go heap, stacks, runtime) and file-backed (code, the spool's
+// mapped segments) resident sizes, in KiB, and the heap's share at the
+// peak of the total: what makes up peak RSS. stop returns a line for the
+// child's log.
+func rssWatch() (stop func() string) {
+	done := make(chan struct{})
+	res := make(chan string, 1)
+	go func() {
+		var maxAnon, maxFile, maxTotal, anonAtMax, fileAtMax int64
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			anon, file := procRSS()
+			if anon+file > maxTotal {
+				maxTotal, anonAtMax, fileAtMax = anon+file, anon, file
+			}
+			maxAnon, maxFile = max(maxAnon, anon), max(maxFile, file)
+			select {
+			case <-tick.C:
+				continue
+			case <-done:
+			}
+			break
+		}
+		res <- fmt.Sprintf("rss (sampled every 5ms): peak %.1f MiB = anon %.1f + file %.1f; largest anon %.1f MiB, largest file %.1f MiB",
+			mibK(maxTotal), mibK(anonAtMax), mibK(fileAtMax), mibK(maxAnon), mibK(maxFile))
+	}()
+	return func() string { close(done); return <-res }
+}
+
+func mibK(kib int64) float64 { return float64(kib) / 1024 }
+
+// procRSS returns RssAnon and RssFile+RssShmem of this process, in KiB.
+func procRSS() (anon, file int64) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		f := strings.Fields(ln)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "RssAnon:":
+			anon = n
+		case "RssFile:", "RssShmem:":
+			file += n
+		}
+	}
+	return anon, file
+}

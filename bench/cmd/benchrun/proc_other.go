@@ -6,3 +6,8 @@ import "time"
 
 // procCPU is not available on this system.
 func procCPU(int) (time.Duration, bool) { return 0, false }
+
+// rssWatch is not available on this system.
+func rssWatch() (stop func() string) {
+	return func() string { return "rss composition: not measured on this system" }
+}
