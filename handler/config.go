@@ -358,7 +358,7 @@ func validate(cfg Config) (*settings, error) {
 	switch {
 	case (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == ""):
 		bad("tls_config: cert_file and key_file go together")
-	case cfg.TLS.CertFile != "" && linked.LoadKeyPair == nil:
+	case cfg.TLS.CertFile != "" && cfg.HTTPClient == nil && linked.LoadKeyPair == nil: // TLS is HTTPClient's otherwise
 		bad("tls_config: %s", linked.NoClientCert)
 	}
 

@@ -4,6 +4,7 @@ package linked_test
 // it sees what a program that did not opt in sees.
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,4 +69,13 @@ func TestNotLinked(t *testing.T) {
 			t.Errorf("handler.New error %q does not name %s", err, want)
 		}
 	}
+
+	// With an HTTPClient of the program's own, TLS settings are its
+	// business (they are ignored): no error for them.
+	h, err := handler.New(handler.Config{URL: "https://loki:3100", HTTPClient: http.DefaultClient,
+		TLS: handler.TLSConfig{CertFile: cert, KeyFile: key}})
+	if err != nil {
+		t.Fatalf("handler.New with an HTTPClient: %v", err)
+	}
+	h.Shutdown(t.Context())
 }
