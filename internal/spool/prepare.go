@@ -28,9 +28,10 @@ const prepName = "next" + tmpSuffix
 // prepared (the first segment, a roll faster than the preparer, a disk
 // error), Append creates the segment itself as before.
 type preparer struct {
-	wake chan struct{} // buffered: a request to look for work
-	stop chan struct{}
-	done chan struct{}
+	wake  chan struct{} // buffered: a request to look for work
+	stop  chan struct{}
+	done  chan struct{}
+	first chan struct{} // closed when the first request was handled
 
 	// Guarded by Spool.mu.
 	ready  *prepared
@@ -83,7 +84,7 @@ func (s *Spool) usePreparer() bool {
 // segment is prepared once a writer segment is mapped (a spool that is
 // only read creates no file), or at once with Options.PrepareFirst.
 func (s *Spool) startPreparer() {
-	s.pr = &preparer{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s.pr = &preparer{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), first: make(chan struct{})}
 	go s.prepareLoop()
 }
 
@@ -121,6 +122,7 @@ func (s *Spool) releaseMapping(m []byte) error {
 
 func (s *Spool) prepareLoop() {
 	defer close(s.pr.done)
+	firstDone := false // s.pr.first is closed
 	for {
 		select {
 		case <-s.pr.stop:
@@ -137,47 +139,57 @@ func (s *Spool) prepareLoop() {
 			return
 		case <-s.pr.wake:
 		}
-		s.mu.Lock()
-		retire, adv := s.pr.retire, s.pr.advise
-		s.pr.retire, s.pr.advise = nil, nil
-		need := !s.closed && s.pr.ready == nil && !s.pr.failed && s.useMmap()
-		s.mu.Unlock()
-		// Advice first: its mappings may be among those retired below, and
-		// only this goroutine unmaps them, so they are still mapped.
-		for _, a := range adv {
-			if a.populate {
-				populate(a.m)
-			} else {
-				release(a.m)
-			}
+		s.prepareStep()
+		if !firstDone {
+			firstDone = true
+			close(s.pr.first)
 		}
-		for _, m := range retire {
-			if err := unmapSegment(m); err != nil {
-				s.mu.Lock()
-				s.cleanupError(fmt.Errorf("spool: unmap rolled segment: %w", err))
-				errs := s.takeErrs()
-				s.mu.Unlock()
-				s.handle(errs)
-			}
-		}
-		if !need {
-			continue
-		}
-		p, err := s.prepare()
-		s.mu.Lock()
-		if err != nil || s.closed {
-			// A disk error here is not reported: the append path creates
-			// the segment itself and reports what it meets.
-			s.pr.failed = err != nil
-			s.mu.Unlock()
-			if p != nil {
-				s.discardPrepared(p)
-			}
-			continue
-		}
-		s.pr.ready = p
-		s.mu.Unlock()
 	}
+}
+
+// prepareStep does what the preparer was woken for: window advice,
+// unmapping rolled segments, preparing the next segment when none is.
+func (s *Spool) prepareStep() {
+	s.mu.Lock()
+	retire, adv := s.pr.retire, s.pr.advise
+	s.pr.retire, s.pr.advise = nil, nil
+	need := !s.closed && s.pr.ready == nil && !s.pr.failed && s.useMmap()
+	s.mu.Unlock()
+	// Advice first: its mappings may be among those retired below, and
+	// only this goroutine unmaps them, so they are still mapped.
+	for _, a := range adv {
+		if a.populate {
+			populate(a.m)
+		} else {
+			release(a.m)
+		}
+	}
+	for _, m := range retire {
+		if err := unmapSegment(m); err != nil {
+			s.mu.Lock()
+			s.cleanupError(fmt.Errorf("spool: unmap rolled segment: %w", err))
+			errs := s.takeErrs()
+			s.mu.Unlock()
+			s.handle(errs)
+		}
+	}
+	if !need {
+		return
+	}
+	p, err := s.prepare()
+	s.mu.Lock()
+	if err != nil || s.closed {
+		// A disk error here is not reported: the append path creates
+		// the segment itself and reports what it meets.
+		s.pr.failed = err != nil
+		s.mu.Unlock()
+		if p != nil {
+			s.discardPrepared(p)
+		}
+		return
+	}
+	s.pr.ready = p
+	s.mu.Unlock()
 }
 
 // prepare creates, preallocates, maps and faults in the next segment's

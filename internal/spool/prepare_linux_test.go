@@ -73,12 +73,18 @@ func TestPreparedSegmentUsed(t *testing.T) {
 }
 
 // TestPrepareFirst checks that with PrepareFirst the first segment is
-// prepared before any Append and that the first Append writes into it,
-// and that without it a spool only opened creates no file.
+// prepared when Open returns (Open waits for it, not the first Append) and
+// that the first Append writes into it, and that without it a spool only
+// opened creates no file.
 func TestPrepareFirst(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir, Sync: SyncNever, PrepareFirst: true})
-	p := waitPrepared(t, s)
+	s.mu.Lock()
+	p := s.pr.ready
+	s.mu.Unlock()
+	if p == nil {
+		t.Fatal("Open with PrepareFirst returned before the first segment was prepared")
+	}
 	appendN(t, s, 0, 1, 80)
 	s.mu.Lock()
 	num, m := s.wseg.num, s.wmap

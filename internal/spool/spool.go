@@ -102,12 +102,12 @@ type Options struct {
 	// one write(2). Both write the same files with the same guarantees;
 	// see the package documentation, "Writing".
 	NoMmap bool
-	// PrepareFirst prepares the first segment in the background as soon
-	// as the spool is open (with the mmap writer), so that the first
-	// Append does not create, preallocate and fault in a file itself. By
-	// default the first segment is made by the first Append, and a spool
-	// that is only read never creates one. Buffer's "always" mode, which
-	// writes from the first record on, sets it.
+	// PrepareFirst prepares the first segment as the spool opens (with the
+	// mmap writer), so that the first Append does not create, preallocate
+	// and fault in a file itself: Open waits for it, at most
+	// firstPrepareWait. By default the first segment is made by the first
+	// Append, and a spool that is only read never creates one. Buffer's
+	// "always" mode, which writes from the first record on, sets it.
 	PrepareFirst bool
 
 	// ErrorHandler receives errors that no call can return: failed
@@ -116,6 +116,10 @@ type Options struct {
 	// Default: nil, the errors are only counted in Stats.
 	ErrorHandler func(error)
 }
+
+// firstPrepareWait bounds how long Open waits for the first segment with
+// PrepareFirst.
+const firstPrepareWait = time.Second
 
 func (o Options) withDefaults() (Options, error) {
 	if o.Dir == "" {
@@ -379,7 +383,18 @@ func Open(opts Options) (*Spool, error) {
 	if s.usePreparer() {
 		s.startPreparer()
 		if o.PrepareFirst {
+			// Let Open take the time (a file created, preallocated, mapped
+			// and its first windows faulted in: milliseconds) rather than
+			// the first Append, which its callers (an "always" mode Add,
+			// with the other logging goroutines waiting on its lock) feel.
+			// A disk slower than firstPrepareWait leaves it to Append.
 			s.kickPreparer()
+			t := time.NewTimer(firstPrepareWait)
+			select {
+			case <-s.pr.first:
+			case <-t.C:
+			}
+			t.Stop()
 		}
 	}
 	return s, nil
