@@ -39,6 +39,9 @@ func ConfigFromEnvPrefix(prefix string) (Config, error) {
 // LOKI_CERT_FILE, LOKI_KEY_FILE, LOKI_SERVER_NAME,
 // LOKI_INSECURE_SKIP_VERIFY), and LOKI_LEVEL. An unset, empty or blank variable
 // leaves its field alone; a set one replaces it (maps and lists too).
+// LOKI_CERT_FILE and LOKI_PROTOCOL=json (gzip by default) need the program
+// to import exporter/clientcert and exporter/jsongzip; New says so when one
+// is missing.
 //
 // Values are read as [Config.UnmarshalJSON] reads them: durations such as
 // "1s" or "7d", byte sizes such as 1048576 or "1MiB", levels by name or
