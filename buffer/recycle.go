@@ -170,10 +170,10 @@ func (r *recycler) index() map[string]int {
 // owns s and need not hold Buffer.mu: the slices are cleared before r's
 // lock is taken.
 func (r *recycler) put(s *sealed) {
-	r.lastPut.Store(time.Now().UnixNano())
 	if !s.recyclable {
 		return
 	}
+	r.lastPut.Store(time.Now().UnixNano()) // memory comes back
 	s.recyclable = false
 	var kept [recycleSlices][]exporter.Entry
 	entries := kept[:0]
