@@ -1,8 +1,5 @@
 package integration
 
-// These tests use JSON pushes with gzip and client certificates, which a
-// program links in by importing the two packages below.
-import (
-	_ "github.com/lokislog/lokislog/exporter/clientcert"
-	_ "github.com/lokislog/lokislog/exporter/jsongzip"
-)
+// These tests push JSON with gzip (the default compression of protocol
+// json), which a program links in by importing the package below.
+import _ "github.com/lokislog/lokislog/exporter/jsongzip"
