@@ -65,16 +65,20 @@ func pop[T any](list *[]T) (v T) {
 func take[T any](r *recycler, list *[]T) T {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.count()
 	return pop(list)
+}
+
+// count records how many chunks and entry slices r keeps, for refill.
+// Callers hold r.mu.
+func (r *recycler) count() {
+	r.nChunks.Store(int32(len(r.chunks)))
+	r.nEntries.Store(int32(len(r.entries)))
 }
 
 // chunk returns an empty arena chunk of chunkSize bytes.
 func (r *recycler) chunk() []byte {
-	r.mu.Lock()
-	c := pop(&r.chunks)
-	r.nChunks.Store(int32(len(r.chunks)))
-	r.mu.Unlock()
-	if c != nil {
+	if c := take(r, &r.chunks); c != nil {
 		return c[:0]
 	}
 	return make([]byte, 0, chunkSize)
@@ -82,13 +86,7 @@ func (r *recycler) chunk() []byte {
 
 // entrySlice returns an empty slice for a stream's entries (nil when none
 // is kept).
-func (r *recycler) entrySlice() []exporter.Entry {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := pop(&r.entries)
-	r.nEntries.Store(int32(len(r.entries)))
-	return e
-}
+func (r *recycler) entrySlice() []exporter.Entry { return take(r, &r.entries) }
 
 // Refill bounds: chunks and entry slices kept ready, and the largest
 // entry slice made ahead (320 KB).
@@ -151,8 +149,7 @@ func (r *recycler) refill() {
 	if entries != nil && len(r.entries) < recycleSlices {
 		r.entries = append(r.entries, entries)
 	}
-	r.nChunks.Store(int32(len(r.chunks)))
-	r.nEntries.Store(int32(len(r.entries)))
+	r.count()
 }
 
 func (r *recycler) metaSlice() []exporter.LabelPair { return take(r, &r.metas) }
@@ -216,6 +213,5 @@ func (r *recycler) put(s *sealed) {
 	if index != nil && len(r.indexes) < recycleSlices {
 		r.indexes = append(r.indexes, index)
 	}
-	r.nChunks.Store(int32(len(r.chunks)))
-	r.nEntries.Store(int32(len(r.entries)))
+	r.count()
 }
