@@ -62,14 +62,7 @@ func TestAlwaysInFlightSegmentDroppedNotOvercounted(t *testing.T) {
 		add(t, b, "t", `{a="b"}`, line(i))
 	}
 	close(h.release)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushAndShutdown(t, b)
 	got := h.lines()[`t|{a="b"}`]
 	seen := map[string]bool{}
 	for _, l := range got {
