@@ -281,24 +281,22 @@ func validate(cfg Config) (*settings, error) {
 	default:
 		bad("protocol %q: want \"protobuf\" or \"json\"", cfg.Protocol)
 	}
-	switch strings.ToLower(cfg.Compression) {
+	compression := strings.ToLower(cfg.Compression)
+	switch compression {
 	case "":
-		if s.Protocol == "json" && linked.AppendGzip == nil {
-			bad("%s", linked.NoGzip)
-		}
 	case exporter.CompressionSnappy:
 		if s.Protocol == "json" {
 			bad("compression %q: want \"gzip\" or \"none\" with protocol json", cfg.Compression)
 		}
 	case exporter.CompressionGzip, exporter.CompressionNone:
-		switch {
-		case s.Protocol != "json":
+		if s.Protocol != "json" {
 			bad("compression %q: protobuf pushes are always snappy-compressed (set protocol json)", cfg.Compression)
-		case strings.EqualFold(cfg.Compression, exporter.CompressionGzip) && linked.AppendGzip == nil:
-			bad("%s", linked.NoGzip)
 		}
 	default:
 		bad("compression %q: want \"gzip\" or \"none\" (json), \"snappy\" (protobuf)", cfg.Compression)
+	}
+	if s.Protocol == "json" && (compression == "" || compression == exporter.CompressionGzip) && linked.AppendGzip == nil {
+		bad("%s", linked.NoGzip)
 	}
 	switch cfg.SpoolMode {
 	case "", "spill", "always":
