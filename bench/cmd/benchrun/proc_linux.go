@@ -46,7 +46,7 @@ func rssWatch() (stop func() string) {
 		var maxAnon, maxFile, maxTotal, anonAtMax, fileAtMax int64
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
-		for {
+		for sampling := true; sampling; {
 			anon, file := procRSS()
 			if anon+file > maxTotal {
 				maxTotal, anonAtMax, fileAtMax = anon+file, anon, file
@@ -54,10 +54,9 @@ func rssWatch() (stop func() string) {
 			maxAnon, maxFile = max(maxAnon, anon), max(maxFile, file)
 			select {
 			case <-tick.C:
-				continue
 			case <-done:
+				sampling = false // one last sample was taken
 			}
-			break
 		}
 		res <- fmt.Sprintf("rss (sampled every 5ms): peak %.1f MiB = anon %.1f + file %.1f; largest anon %.1f MiB, largest file %.1f MiB",
 			mibK(maxTotal), mibK(anonAtMax), mibK(fileAtMax), mibK(maxAnon), mibK(maxFile))
