@@ -77,7 +77,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (child logs, spools)")
 	flag.StringVar(&o.dir, "dir", "", "work directory, on the disk to measure (default: a new directory under $TMPDIR)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the raw results to this JSON `file`")
-	flag.StringVar(&o.profile, "profile", "", "write CPU, heap, mutex and block profiles of the delivery and steady runs into this `directory` (the heap profile is taken at the end of the burst), and for the steady runs an execution trace of the seconds before the slowest call over 1ms (go tool trace)")
+	flag.StringVar(&o.profile, "profile", "", "write CPU, heap, mutex and block profiles of the delivery, steady and spool throughput runs into this `directory` (the heap profile is taken at the end of the burst), and for the steady runs an execution trace of the seconds before the slowest call over 1ms (go tool trace)")
 	flag.Uint64Var(&o.spillMin, "spill-records", 100_000, "the spool throughput runs add at least this many records (fewer stay in memory)")
 	flag.IntVar(&o.spillRuns, "spill-rounds", 3, "rounds of the spool throughput measurement, each a spool run and a sequential write of the same bytes; medians are reported")
 	flag.BoolVar(&o.lean, "lean", true, "run lokislog and the floor in a binary built without the peers (-tags nopeers)")
@@ -439,7 +439,8 @@ func (p *parent) spillThroughput() {
 		var seqs []seqWrite
 		for round := range max(p.o.spillRuns, 1) {
 			b, _, err := p.child(fmt.Sprintf("spill-%s-%d", mode, round+1), p.lean, "-role=spill", "-spool-mode="+mode,
-				fmt.Sprintf("-records=%d", n), "-timeout="+p.o.timeout.String())
+				fmt.Sprintf("-records=%d", n), "-timeout="+p.o.timeout.String(),
+				"-profile="+p.profileBase(fmt.Sprintf("spill-%s-%d", mode, round+1)))
 			var r spillResult
 			if err == nil {
 				err = json.Unmarshal(b, &r)

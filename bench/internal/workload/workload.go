@@ -41,12 +41,19 @@ const hexDigits = "0123456789abcdef"
 // as 12 hex digits (seq is taken modulo 2^48). It allocates one string.
 func RequestID(seq uint64) string {
 	var b [IDLen]byte
-	copy(b[:], IDPrefix)
+	PutRequestID(b[:], seq)
+	return string(b[:])
+}
+
+// PutRequestID writes the request_id of record seq into b[:IDLen], without
+// allocating.
+func PutRequestID(b []byte, seq uint64) {
+	b = b[:IDLen]
+	copy(b, IDPrefix)
 	for i := IDLen - 1; i >= len(IDPrefix); i-- {
 		b[i] = hexDigits[seq&0xf]
 		seq >>= 4
 	}
-	return string(b[:])
 }
 
 // ParseID finds the first request_id in b and returns its sequence number.
