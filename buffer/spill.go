@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -108,6 +109,10 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	b.mu.Unlock()
 
 	b.spillBuf = spool.AppendBatch(b.spillBuf[:0], it.batch)
+	// Encoding and writing a batch are each up to a few hundred
+	// microseconds of CPU; let a logging goroutine waiting for this P
+	// (GOMAXPROCS=1) run between the two.
+	runtime.Gosched()
 	err = b.sp.Append(b.spillBuf, it.n, it.created.UnixNano())
 	if cap(b.spillBuf) > 4<<20 {
 		b.spillBuf = nil
@@ -148,6 +153,12 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	b.signal()
 	return false, err
 }
+
+// yieldEvery is how many bytes of spool records readReplay decodes between
+// yields of its P (runtime.Gosched): reading a whole batch is up to a
+// millisecond of CPU, and a logging goroutine woken meanwhile on the same
+// P (every one with GOMAXPROCS=1) would wait for all of it.
+const yieldEvery = 256 << 10
 
 // replay is the batch the worker read from the spool and has not settled.
 type replay struct {
@@ -226,7 +237,7 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 
 	var merged *exporter.Batch
 	index := map[string]int{}
-	size, n, tooOld := 0, 0, 0
+	size, n, tooOld, sinceYield := 0, 0, 0, 0
 	read := false
 	minTS := time.Now().Add(-b.cfg.MaxAge).UnixNano()
 	cur := -1 // stream of the last entry merged
@@ -306,6 +317,10 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 		}
 		size += len(payload)
 		rp.last, rp.hasLast = pos, true
+		if sinceYield += len(payload); sinceYield >= yieldEvery {
+			sinceYield = 0
+			runtime.Gosched()
+		}
 	}
 	if tooOld > 0 {
 		b.drop(ReasonTooOld, tooOld)

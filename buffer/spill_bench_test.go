@@ -3,6 +3,7 @@ package buffer
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -64,4 +65,84 @@ func BenchmarkSpillDown(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkWaitWhileSpilling measures, with GOMAXPROCS=1 (a container
+// limited to one CPU or less), how long a goroutine that wakes every
+// 100 µs, as a logging goroutine does, waits for the P while the spiller
+// writes memory's batches to the spool and the preparer readies its
+// pages. Each op fills memory past half its bound with Loki down and waits
+// until the spiller has written it; the waits are measured during the
+// spilling only. late-max-µs is the longest wait beyond the 100 µs over
+// the run: the longest stretch of background work that did not yield the
+// P; late-mean-µs the mean wait and late>1ms/op the waits over 1 ms.
+func BenchmarkWaitWhileSpilling(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	buf, err := New(Config{Exporter: down{}, SpoolDir: b.TempDir(), MaxBufferBytes: 8 << 20, ErrorHandler: func(error) {}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		buf.Shutdown(ctx)
+	}()
+	line := []byte(`level=INFO msg="request handled" service=checkout env=prod method=GET path=/api/v1/users/42 status=200 duration=1.234567ms request_id=7f3c2a9e-1b4d-4c8e-9f0a-000000000042 user_id=42`)
+	ts := time.Now().UnixNano()
+	var late, sum, n, over atomic.Int64 // the longest wait and all waits (ns), wake-ups, waits over 1 ms
+	// phase counts the spill phases: odd while the spiller works (the Adds
+	// before it keep the P for milliseconds and are not what is measured);
+	// a wait counts when the same phase covered all of it.
+	var phase atomic.Int64
+	stop := make(chan struct{})
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		const period = 100 * time.Microsecond
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p0 := phase.Load()
+			t0 := time.Now()
+			time.Sleep(period)
+			d := int64(time.Since(t0) - period)
+			if p0%2 == 0 || phase.Load() != p0 {
+				continue
+			}
+			if d > late.Load() {
+				late.Store(d)
+			}
+			sum.Add(d)
+			if d > int64(time.Millisecond) {
+				over.Add(1)
+			}
+			n.Add(1)
+		}
+	}()
+	added := 0
+	b.ResetTimer()
+	for range b.N {
+		// Past half of the bound: the spiller writes every queued batch.
+		for range (5 << 20) / (len(line) + 16) {
+			if err := buf.Add("", `{service_name="bench"}`, ts, line, nil); err != nil {
+				b.Fatal(err)
+			}
+			added++
+		}
+		phase.Add(1)
+		for buf.Stats().Spilled+uint64(buf.cfg.MaxBufferBytes/2/(len(line)+16)) < uint64(added) {
+			time.Sleep(50 * time.Microsecond)
+		}
+		phase.Add(1)
+	}
+	b.StopTimer()
+	close(stop)
+	<-probed
+	b.ReportMetric(float64(late.Load())/1e3, "late-max-µs")
+	b.ReportMetric(float64(sum.Load())/1e3/float64(max(n.Load(), 1)), "late-mean-µs")
+	b.ReportMetric(float64(over.Load())/float64(b.N), "late>1ms/op")
+	b.ReportMetric(float64(n.Load())/float64(b.N), "wakeups/op")
 }

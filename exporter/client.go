@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -315,6 +316,10 @@ func (c *Client) encode(part *Batch) (*sendBuf, error) {
 	c.raw = raw
 	if !c.set.json {
 		raw.b = wire.AppendPush(raw.b[:0], part.Streams)
+		// Encoding and compressing a 1 MiB batch are each a few hundred
+		// microseconds of CPU: let a goroutine waiting for this P (with
+		// GOMAXPROCS=1, the application's logging calls) run between.
+		runtime.Gosched()
 		out := c.out.reuse()
 		c.out = out
 		out.b = wire.EncodeSnappy(out.b, raw.b)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -110,9 +111,27 @@ func writeMapped(b []byte, fill func([]byte)) (err error) {
 // error.
 func putFrameMapped(b, payload []byte, entries uint32, ts int64) error {
 	return writeMapped(b, func(b []byte) {
-		copy(b[frameHeaderSize:], payload)
+		copyYielding(b[frameHeaderSize:], payload)
 		putFrameHeader(b, entries, ts)
 	})
+}
+
+// copyStep is the most bytes copied into the mapping between yields of
+// the P (runtime.Gosched). Copying a 1 MiB batch into fresh pages is up to
+// a few milliseconds (page faults when the preparer has not been ahead),
+// none of it preemptible; a logging goroutine woken meanwhile on the same
+// P (every one with GOMAXPROCS=1) would wait for all of it.
+const copyStep = 128 << 10
+
+// copyYielding copies src into dst as copy does, yielding between pieces
+// of copyStep bytes.
+func copyYielding(dst, src []byte) {
+	for len(src) > copyStep && len(dst) > copyStep {
+		n := copy(dst, src[:copyStep])
+		dst, src = dst[n:], src[n:]
+		runtime.Gosched()
+	}
+	copy(dst, src)
 }
 
 // unmapWriter ends the writer's mapping, if any, and cuts the file to its

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"runtime"
 	"testing"
 )
@@ -30,4 +31,23 @@ func mapped(s *Spool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.wmap != nil
+}
+
+// copyYielding copies what copy copies, whatever the sizes.
+func TestCopyYielding(t *testing.T) {
+	for _, n := range []int{0, 1, copyStep - 1, copyStep, copyStep + 1, 5*copyStep + 77} {
+		for _, room := range []int{n, n + 100, n / 2} {
+			src := make([]byte, n)
+			for i := range src {
+				src[i] = byte(i*31 + 7)
+			}
+			want := make([]byte, room)
+			got := make([]byte, room)
+			copy(want, src)
+			copyYielding(got, src)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("n=%d room=%d: copies differ", n, room)
+			}
+		}
+	}
 }

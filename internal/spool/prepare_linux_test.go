@@ -240,3 +240,29 @@ func TestPreparedSegmentSyncBatch(t *testing.T) {
 		t.Fatalf("read back %v", got)
 	}
 }
+
+// The preparer's advice covers a range in pieces of at most adviseStep
+// bytes, in order, leaving nothing out.
+func TestInSteps(t *testing.T) {
+	for _, n := range []int{0, 1, adviseStep - 1, adviseStep, adviseStep + 1, 3*adviseStep + 4096} {
+		m := make([]byte, n)
+		next := 0
+		calls := 0
+		inSteps(m, func(p []byte) {
+			calls++
+			if len(p) == 0 || len(p) > adviseStep {
+				t.Fatalf("n=%d: piece of %d bytes", n, len(p))
+			}
+			if off := int(uintptr(unsafe.Pointer(&p[0])) - uintptr(unsafe.Pointer(&m[0]))); off != next {
+				t.Fatalf("n=%d: piece at %d, want %d", n, off, next)
+			}
+			next += len(p)
+		})
+		if next != n {
+			t.Errorf("n=%d: pieces covered %d bytes", n, next)
+		}
+		if want := (n + adviseStep - 1) / adviseStep; calls != want {
+			t.Errorf("n=%d: %d calls, want %d", n, calls, want)
+		}
+	}
+}
