@@ -108,12 +108,16 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	b.spoolActive = true
 	b.mu.Unlock()
 
-	b.spillBuf = spool.AppendBatch(b.spillBuf[:0], it.batch)
+	// The batch is encoded after room for the frame's header, so that the
+	// spool writes it as it is (AppendFrameMark: one write, no copy).
+	b.spillBuf = spool.AppendBatch(append(b.spillBuf[:0], make([]byte, spool.FrameHeaderSize)...), it.batch)
 	// Encoding and writing a batch are each up to a few hundred
 	// microseconds of CPU; let a logging goroutine waiting for this P
 	// (GOMAXPROCS=1) run between the two.
 	runtime.Gosched()
-	err = b.sp.Append(b.spillBuf, it.n, it.created.UnixNano())
+	if err = spool.PutFrame(b.spillBuf, it.n, it.created.UnixNano()); err == nil {
+		_, err = b.sp.AppendFrameMark(b.spillBuf)
+	}
 	if cap(b.spillBuf) > 4<<20 {
 		b.spillBuf = nil
 	}

@@ -557,3 +557,54 @@ func TestErrorHandlerMayLog(t *testing.T) {
 		t.Log(err) // the disk stays broken: what is left may not be written
 	}
 }
+
+// "spill" mode writes its batches with one write each, not through a
+// mapping of a preallocated segment: the directory holds about what was
+// spilled. (With the mapping, as "always" mode on Linux, the segment
+// being written is preallocated to its full size.)
+func TestSpillModeWritesWithoutMapping(t *testing.T) {
+	dirSize := func(dir string) (n int64) {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+				n += fi.Size()
+			}
+		}
+		return n
+	}
+	const segment = 4 << 20
+	for _, mode := range []string{SpoolSpill, SpoolAlways} {
+		t.Run(mode, func(t *testing.T) {
+			var down atomic.Bool
+			down.Store(true)
+			dir := t.TempDir()
+			b := mustNew(t, Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: mode,
+				SpoolSegmentSize: segment, BatchWait: 5 * time.Millisecond, BatchSize: 4 << 10, MaxBufferBytes: 16 << 10,
+				RetryInterval: time.Millisecond, SpillAfter: 10 * time.Millisecond})
+			logN(t, b, 2, 0, 2000, time.Millisecond)
+			deadline := time.Now().Add(10 * time.Second)
+			for b.Stats().SpoolBytes == 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			spooled, size := b.Stats().SpoolBytes, dirSize(dir)
+			t.Logf("spool holds %d bytes; directory %d bytes", spooled, size)
+			switch {
+			case spooled == 0:
+				t.Fatal("nothing spilled")
+			case mode == SpoolSpill && size > spooled+64<<10:
+				t.Errorf("directory is %d bytes for %d bytes spooled: a preallocated segment", size, spooled)
+			case mode == SpoolAlways && runtime.GOOS == "linux" && size < segment:
+				t.Errorf("directory is %d bytes: the mmap writer's segment is preallocated to %d", size, segment)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			down.Store(false)
+			if err := b.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -129,7 +129,7 @@ func (s *Spool) appendMappedFrame(frame, payload []byte, entries int, ts int64, 
 	b := s.wmap[g.size:end:end]
 	var err error
 	if frame != nil {
-		err = writeMapped(b, func(b []byte) { copy(b, frame) })
+		err = writeMapped(b, func(b []byte) { copyYielding(b, frame) })
 	} else {
 		err = putFrameMapped(b, payload, uint32(entries), ts)
 	}
