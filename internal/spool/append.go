@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"time"
 )
 
@@ -92,7 +93,7 @@ func (s *Spool) makeTail(frameLen int64) error {
 func (s *Spool) writeFrame(b []byte, entries int, ts int64) error {
 	frameLen := int64(len(b))
 	g := s.wseg
-	n, err := s.w.Write(b)
+	n, err := writeYielding(s.w, b)
 	if err == nil && n != len(b) {
 		err = io.ErrShortWrite
 	}
@@ -113,6 +114,31 @@ func (s *Spool) writeFrame(b []byte, entries int, ts int64) error {
 	}
 	s.appended(g, frameLen, entries, ts)
 	return nil
+}
+
+// writeStep is the most bytes one write system call of a large frame
+// carries. The P stays with a goroutine in a system call until sysmon takes
+// it back (20 µs to 10 ms later): a logging goroutine waiting for that P
+// (every one with GOMAXPROCS=1) would wait for a whole 1 MiB batch's
+// write. Between pieces the writer yields (runtime.Gosched).
+const writeStep = 256 << 10
+
+// writeYielding writes b to w in pieces of writeStep bytes, yielding
+// between them. A failure leaves a partial frame, which the caller cuts
+// off as it does after a short write.
+func writeYielding(w io.Writer, b []byte) (int, error) {
+	n := 0
+	for len(b) > writeStep {
+		m, err := w.Write(b[:writeStep])
+		n += m
+		if err != nil || m != writeStep {
+			return n, err
+		}
+		b = b[writeStep:]
+		runtime.Gosched()
+	}
+	m, err := w.Write(b)
+	return n + m, err
 }
 
 // appendMapped writes a frame through the writer's mapping: a copy into

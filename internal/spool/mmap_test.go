@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"errors"
 	"runtime"
 	"testing"
 )
@@ -49,5 +50,44 @@ func TestCopyYielding(t *testing.T) {
 				t.Fatalf("n=%d room=%d: copies differ", n, room)
 			}
 		}
+	}
+}
+
+// pieceWriter records the size of every write and fails the one numbered
+// failAt (from 1), after taking half of it.
+type pieceWriter struct {
+	sizes  []int
+	got    []byte
+	failAt int
+}
+
+func (w *pieceWriter) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	if len(w.sizes) == w.failAt {
+		w.got = append(w.got, p[:len(p)/2]...)
+		return len(p) / 2, errors.New("disk full")
+	}
+	w.got = append(w.got, p...)
+	return len(p), nil
+}
+
+// writeYielding writes a large frame in pieces of at most writeStep bytes
+// and reports how much was written when a piece fails.
+func TestWriteYielding(t *testing.T) {
+	b := make([]byte, 3*writeStep+100)
+	for i := range b {
+		b[i] = byte(i * 13)
+	}
+	w := &pieceWriter{}
+	if n, err := writeYielding(w, b); n != len(b) || err != nil || !bytes.Equal(w.got, b) {
+		t.Fatalf("wrote %d, %v; content equal: %v", n, err, bytes.Equal(w.got, b))
+	}
+	if want := []int{writeStep, writeStep, writeStep, 100}; !equalInts(w.sizes, want) {
+		t.Fatalf("pieces %v, want %v", w.sizes, want)
+	}
+	w = &pieceWriter{failAt: 2}
+	n, err := writeYielding(w, b)
+	if err == nil || n != writeStep+writeStep/2 || len(w.sizes) != 2 {
+		t.Fatalf("failing second piece: wrote %d, %v, pieces %v", n, err, w.sizes)
 	}
 }
