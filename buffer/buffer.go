@@ -1188,6 +1188,7 @@ func (b *Buffer) exportMemory(s *sealed, rp *replay) bool {
 		b.mu.Unlock()
 		if skipped {
 			rp.batch, rp.n, rp.last, rp.hasLast, rp.settledPart = rem, rem.Len(), last, true, delivered+rejected
+			rp.failed = true // rem is the error's: never recycled
 			b.settle(delivered + rejected)
 		}
 		b.release(s, false)
@@ -1219,6 +1220,7 @@ func (b *Buffer) exportMemory(s *sealed, rp *replay) bool {
 		if rem := remainingOf(err); rem != nil && delivered+rejected > 0 {
 			if rec, err := b.sp.NextView(); err == nil && rec.Entries == s.n {
 				rp.batch, rp.n, rp.last, rp.hasLast, rp.settledPart = rem, rem.Len(), rec.Pos, true, delivered+rejected
+				rp.failed = true // rem is the error's: never recycled
 				b.settle(delivered + rejected)
 				b.release(s, false)
 				return false

@@ -256,3 +256,46 @@ func TestMemoryMadeAheadWhileNothingReturns(t *testing.T) {
 		flushAndShutdown(t, b)
 	})
 }
+
+// A batch read back from the spool gives its memory back to the recycler
+// once delivered at its first export; one whose export failed keeps it
+// (the error may refer to the batch) and is left as it was.
+func TestReplayMemoryRecycled(t *testing.T) {
+	b := mustNew(t, Config{Exporter: &recorder{}})
+	defer flushAndShutdown(t, b)
+	fill := func(rp *replay) {
+		rp.arena.rec = &b.recycle
+		line := rp.arena.strs("a line read back from the spool")
+		entries := append(b.recycle.entrySlice(), exporter.Entry{Timestamp: 1, Line: line})
+		rp.batch = &exporter.Batch{Streams: []exporter.Stream{{Labels: `{a="b"}`, Entries: entries}}}
+		rp.n, rp.index = 1, map[string]int{`{a="b"}`: 0}
+	}
+	chunks := func() int {
+		b.recycle.mu.Lock()
+		defer b.recycle.mu.Unlock()
+		return len(b.recycle.chunks)
+	}
+
+	var rp replay
+	fill(&rp)
+	before := chunks()
+	b.settledReplay(&rp, nil)
+	if got := chunks(); got != before+1 {
+		t.Errorf("delivered replay batch: recycler holds %d chunks, want %d", got, before+1)
+	}
+	if rp.batch != nil || rp.arena.chunks != nil || rp.index != nil || rp.failed {
+		t.Errorf("replay state not reset: %+v", rp)
+	}
+
+	fill(&rp)
+	kept := rp.batch
+	rp.failed = true
+	before = chunks()
+	b.settledReplay(&rp, nil)
+	if got := chunks(); got != before {
+		t.Errorf("replay batch whose export failed: recycler went from %d to %d chunks", before, got)
+	}
+	if e := kept.Streams[0].Entries; len(e) != 1 || e[0].Line != "a line read back from the spool" {
+		t.Errorf("failed replay batch changed: %+v", e)
+	}
+}

@@ -186,6 +186,25 @@ type replay struct {
 	dec   spool.BatchDecoder
 	arena arena
 	metas []exporter.LabelPair
+	// index maps batch's stream labels to their position; failed is set
+	// once an export of batch failed. A batch delivered at its first
+	// export gives its memory (arena chunks, entry slices, index) back
+	// to the recycler, as batches sent from memory do; one whose export
+	// failed does not, since the error (a PartialError's Remaining) may
+	// still refer to it.
+	index  map[string]int
+	failed bool
+}
+
+// settled ends rp's batch once it was delivered or rejected, recycling its
+// memory when no export of it failed.
+func (b *Buffer) settledReplay(rp *replay, err error) {
+	if rp.batch != nil && err == nil && !rp.failed {
+		b.recycle.put(&sealed{batch: rp.batch, recyclable: true, chunks: rp.arena.chunks, index: rp.index})
+		clear(rp.metas[:cap(rp.metas)]) // no string of a recycled chunk stays reachable
+	}
+	rp.arena.cur, rp.arena.chunks, rp.index, rp.metas = nil, nil, nil, rp.metas[:0]
+	rp.batch, rp.n, rp.hasLast, rp.settledPart, rp.failed = nil, 0, false, 0, false
 }
 
 type step int
@@ -213,9 +232,10 @@ func (b *Buffer) replayStep(rp *replay) step {
 	if done {
 		b.ack(rp.last)
 		b.settle(delivered + rejected)
-		rp.batch, rp.n, rp.hasLast, rp.settledPart = nil, 0, false, 0
+		b.settledReplay(rp, err)
 		return stepDone
 	}
+	rp.failed = true
 	if rem := remainingOf(err); rem != nil {
 		rp.batch, rp.n = rem, rem.Len()
 		rp.settledPart += delivered + rejected
@@ -240,7 +260,10 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	b.mu.Unlock()
 
 	var merged *exporter.Batch
-	index := map[string]int{}
+	if rp.arena.rec == nil {
+		rp.arena.rec = &b.recycle // chunks come from the recycler, and go back (settledReplay)
+	}
+	index := b.recycle.index()
 	size, n, tooOld, sinceYield := 0, 0, 0, 0
 	read := false
 	minTS := time.Now().Add(-b.cfg.MaxAge).UnixNano()
@@ -259,7 +282,7 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 				own := strings.Clone(labels)
 				i = len(merged.Streams)
 				index[own] = i
-				merged.Streams = append(merged.Streams, exporter.Stream{Labels: own})
+				merged.Streams = append(merged.Streams, exporter.Stream{Labels: own, Entries: b.recycle.entrySlice()})
 			}
 			cur = i
 		}
@@ -348,7 +371,7 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 		}
 		return false
 	}
-	rp.batch, rp.n = merged, n
+	rp.batch, rp.n, rp.index = merged, n, index
 	return false
 }
 
