@@ -44,7 +44,7 @@ type recycler struct {
 const starveAfter = 100 * time.Millisecond
 
 const (
-	recycleChunks = 16 // 1 MiB of arena chunks
+	recycleChunks = 24 // 1.5 MiB of arena chunks: a batch of BatchSize (1 MiB) and the ends of its chunks
 	recycleSlices = 4  // entry and metadata slices, stream indexes
 	// minRecycledEntries: smaller entry slices are not worth keeping.
 	minRecycledEntries = 64
