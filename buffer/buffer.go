@@ -89,10 +89,10 @@ type Config struct {
 	// means memory only. See docs/SPOOL.md.
 	SpoolDir string
 	// SpoolMode is "spill" (default: memory first; batches go to disk when
-	// memory passes half its bound, when an export fails or takes longer
-	// than SpillAfter, and at Shutdown) or "always" (every entry is written
-	// to the spool before Add returns, so a crash loses nothing Add
-	// returned for).
+	// memory passes three quarters of its bound, when an export fails or
+	// takes longer than SpillAfter, and at Shutdown) or "always" (every
+	// entry is written to the spool before Add returns, so a crash loses
+	// nothing Add returned for).
 	SpoolMode string
 	// SpoolSync is "interval" (default: fsync every SpoolSyncInterval),
 	// "batch" (fsync every write) or "never" (leave it to the OS).
@@ -552,7 +552,7 @@ again:
 		b.sealLocked(ob)
 		sealedOne = true
 	}
-	spill := b.sp != nil && (sealedOne && b.spoolActive || b.bytes > b.cfg.MaxBufferBytes/2)
+	spill := b.sp != nil && (sealedOne && b.spoolActive || b.bytes > b.cfg.MaxBufferBytes/4*3)
 	b.enqueued++
 	b.mu.Unlock()
 	if b.recycle.low() {

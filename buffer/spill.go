@@ -16,9 +16,9 @@ import (
 // failed write.
 var errDiskBackoff = errors.New("spool: disk failed recently")
 
-// spiller writes queued batches to the spool when memory passes half its
-// bound, when the spool is the queue, or when an export runs longer than
-// SpillAfter. Started by New, stopped by Shutdown (spillerStop).
+// spiller writes queued batches to the spool when memory passes three
+// quarters of its bound, when the spool is the queue, or when an export runs
+// longer than SpillAfter. Started by New, stopped by Shutdown (spillerStop).
 func (b *Buffer) spiller() {
 	defer close(b.spillerDone)
 	tick := time.NewTicker(time.Second)
@@ -40,7 +40,7 @@ func (b *Buffer) spiller() {
 			}
 		}
 		need := b.spoolActive && len(b.queue) > 0 ||
-			b.bytes > b.cfg.MaxBufferBytes/2 ||
+			b.bytes > b.cfg.MaxBufferBytes/4*3 ||
 			b.inflight != nil && !b.inflight.onDisk && now.Sub(b.exportStart) >= b.cfg.SpillAfter ||
 			len(b.queue) > 0 && now.Sub(b.queue[0].created) >= b.cfg.SpillAfter+b.cfg.BatchWait
 		b.mu.Unlock()

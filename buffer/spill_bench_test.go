@@ -71,8 +71,8 @@ func BenchmarkSpillDown(b *testing.B) {
 // limited to one CPU or less), how long a goroutine that wakes every
 // 100 µs, as a logging goroutine does, waits for the P while the spiller
 // writes memory's batches to the spool and the preparer readies its
-// pages. Each op fills memory past half its bound with Loki down and waits
-// until the spiller has written it; the waits are measured during the
+// pages. Each op fills memory past the spill mark with Loki down and waits
+// until the spiller has written the queue; the waits are measured during the
 // spilling only. late-max-µs is the longest wait beyond the 100 µs over
 // the run: the longest stretch of background work that did not yield the
 // P; late-mean-µs the mean wait and late>1ms/op the waits over 1 ms.
@@ -122,18 +122,17 @@ func BenchmarkWaitWhileSpilling(b *testing.B) {
 			n.Add(1)
 		}
 	}()
-	added := 0
 	b.ResetTimer()
 	for range b.N {
-		// Past half of the bound: the spiller writes every queued batch.
-		for range (5 << 20) / (len(line) + 16) {
+		// Past the spill mark (three quarters of the bound): the spiller
+		// writes every queued batch; wait until it has.
+		for range buf.cfg.MaxBufferBytes / 8 * 7 / (len(line) + 16) {
 			if err := buf.Add("", `{service_name="bench"}`, ts, line, nil); err != nil {
 				b.Fatal(err)
 			}
-			added++
 		}
 		phase.Add(1)
-		for buf.Stats().Spilled+uint64(buf.cfg.MaxBufferBytes/2/(len(line)+16)) < uint64(added) {
+		for buf.Stats().BufferedBytes > int64(buf.cfg.BatchSize) {
 			time.Sleep(50 * time.Microsecond)
 		}
 		phase.Add(1)

@@ -164,7 +164,7 @@ type Config struct {
 	// data in memory only.
 	SpoolDir string `json:"spool_dir" yaml:"spool_dir"`
 	// SpoolMode is "spill" (default: batches go to disk when memory passes
-	// half of MaxBufferBytes, when a push fails or runs longer than
+	// three quarters of MaxBufferBytes, when a push fails or runs longer than
 	// SpillAfter, and at Shutdown) or "always" (every record is written to
 	// the spool before Handle returns).
 	SpoolMode string `json:"spool_mode" yaml:"spool_mode"`
