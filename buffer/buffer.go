@@ -601,10 +601,7 @@ func encodeOne(tenant, labels string, ts int64, line []byte, meta []exporter.Lab
 	streams := [1]exporter.Stream{{Labels: labels, Entries: entries[:]}}
 	one := exporter.Batch{Tenant: tenant, Streams: streams[:]}
 	p := encPool.Get().(*[]byte)
-	b := append((*p)[:0], make([]byte, spool.FrameHeaderSize)...)
-	b = spool.AppendBatch(b, &one)
-	spool.PutFrame(b, 1, ts) // cannot fail: one entry, a payload under 4 GiB (MaxLineSize)
-	*p = b
+	*p, _ = spool.AppendBatchFrame((*p)[:0], &one, 1, ts) // cannot fail: one entry, a payload under 4 GiB (MaxLineSize)
 	return p
 }
 
@@ -1029,7 +1026,9 @@ func (b *Buffer) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var retry time.Duration
-	var rp replay                                     // the batch read from the spool, kept across retries
+	// The batch read from the spool, kept across retries; its arena's
+	// chunks come from the recycler and go back (settledReplay).
+	rp := replay{arena: arena{rec: &b.recycle}}
 	defer func() { b.leftSettled = rp.settledPart }() // read by Shutdown after done
 	pause := func() {
 		if retry == 0 {

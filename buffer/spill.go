@@ -108,14 +108,14 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	b.spoolActive = true
 	b.mu.Unlock()
 
-	// The batch is encoded after room for the frame's header, so that the
-	// spool writes it as it is (AppendFrameMark: one write, no copy).
-	b.spillBuf = spool.AppendBatch(append(b.spillBuf[:0], make([]byte, spool.FrameHeaderSize)...), it.batch)
-	// Encoding and writing a batch are each up to a few hundred
-	// microseconds of CPU; let a logging goroutine waiting for this P
-	// (GOMAXPROCS=1) run between the two.
-	runtime.Gosched()
-	if err = spool.PutFrame(b.spillBuf, it.n, it.created.UnixNano()); err == nil {
+	// The batch is encoded as a framed record, which the spool writes as
+	// it is (AppendFrameMark: one write, no copy).
+	b.spillBuf, err = spool.AppendBatchFrame(b.spillBuf[:0], it.batch, it.n, it.created.UnixNano())
+	if err == nil {
+		// Encoding and writing a batch are each up to a few hundred
+		// microseconds of CPU; let a logging goroutine waiting for this P
+		// (GOMAXPROCS=1) run between the two.
+		runtime.Gosched()
 		_, err = b.sp.AppendFrameMark(b.spillBuf)
 	}
 	if cap(b.spillBuf) > 4<<20 {
@@ -196,7 +196,7 @@ type replay struct {
 	failed bool
 }
 
-// settled ends rp's batch once it was delivered or rejected, recycling its
+// settledReplay ends rp's batch once it was delivered or rejected, recycling its
 // memory when no export of it failed.
 func (b *Buffer) settledReplay(rp *replay, err error) {
 	if rp.batch != nil && err == nil && !rp.failed {
@@ -260,9 +260,6 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	b.mu.Unlock()
 
 	var merged *exporter.Batch
-	if rp.arena.rec == nil {
-		rp.arena.rec = &b.recycle // chunks come from the recycler, and go back (settledReplay)
-	}
 	index := b.recycle.index()
 	size, n, tooOld, sinceYield := 0, 0, 0, 0
 	read := false

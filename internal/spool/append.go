@@ -126,19 +126,32 @@ const writeStep = 256 << 10
 // writeYielding writes b to w in pieces of writeStep bytes, yielding
 // between them. A failure leaves a partial frame, which the caller cuts
 // off as it does after a short write.
-func writeYielding(w io.Writer, b []byte) (int, error) {
-	n := 0
-	for len(b) > writeStep {
-		m, err := w.Write(b[:writeStep])
+func writeYielding(w io.Writer, b []byte) (n int, err error) {
+	inPieces(b, writeStep, func(p []byte) bool {
+		var m int
+		m, err = w.Write(p)
 		n += m
-		if err != nil || m != writeStep {
-			return n, err
+		return err == nil && m == len(p)
+	})
+	return n, err
+}
+
+// inPieces calls f on b in order, in pieces of at most step bytes, and
+// yields the P (runtime.Gosched) between pieces: the spool's long stretches
+// of work that Go cannot preempt (a copy into the mapping, a system call)
+// are cut into steps a logging goroutine waiting for the same P can run
+// between. It stops when f returns false.
+func inPieces(b []byte, step int, f func([]byte) bool) {
+	for len(b) > 0 {
+		p := b[:min(len(b), step)]
+		if !f(p) {
+			return
 		}
-		b = b[writeStep:]
-		runtime.Gosched()
+		b = b[len(p):]
+		if len(b) > 0 {
+			runtime.Gosched()
+		}
 	}
-	m, err := w.Write(b)
-	return n + m, err
 }
 
 // appendMapped writes a frame through the writer's mapping: a copy into

@@ -52,6 +52,15 @@ func AppendBatch(dst []byte, b *exporter.Batch) []byte {
 	return dst
 }
 
+// AppendBatchFrame appends to dst the encoding of b ([AppendBatch]) framed
+// by [PutFrame]: a record that [Spool.AppendFrameMark] writes as it is.
+// entries and ts are the frame's entry count and oldest timestamp.
+func AppendBatchFrame(dst []byte, b *exporter.Batch, entries int, ts int64) ([]byte, error) {
+	start := len(dst)
+	dst = AppendBatch(append(dst, make([]byte, frameHeaderSize)...), b)
+	return dst, PutFrame(dst[start:], entries, ts)
+}
+
 func appendString(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -126,12 +125,11 @@ const copyStep = 128 << 10
 // copyYielding copies src into dst as copy does, yielding between pieces
 // of copyStep bytes.
 func copyYielding(dst, src []byte) {
-	for len(src) > copyStep && len(dst) > copyStep {
-		n := copy(dst, src[:copyStep])
-		dst, src = dst[n:], src[n:]
-		runtime.Gosched()
-	}
-	copy(dst, src)
+	src = src[:min(len(src), len(dst))]
+	inPieces(src, copyStep, func(p []byte) bool {
+		dst = dst[copy(dst, p):]
+		return true
+	})
 }
 
 // unmapWriter ends the writer's mapping, if any, and cuts the file to its

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"time"
 )
 
@@ -223,14 +222,7 @@ const adviseStep = 256 << 10
 
 // inSteps calls f on m in pieces of adviseStep bytes, yielding between.
 func inSteps(m []byte, f func([]byte)) {
-	for len(m) > 0 {
-		n := min(len(m), adviseStep)
-		f(m[:n])
-		m = m[n:]
-		if len(m) > 0 {
-			runtime.Gosched()
-		}
-	}
+	inPieces(m, adviseStep, func(p []byte) bool { f(p); return true })
 }
 
 // discardPrepared removes a prepared segment that will not be used.
