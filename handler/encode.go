@@ -31,6 +31,9 @@ type state struct {
 	h    *Handler
 	p    *pipeline
 	json bool
+	// text: a logfmt line without ReplaceAttr, where appendAttr writes
+	// scalar attributes outside groups straight to the line.
+	text bool
 
 	buf    []byte   // the line
 	sep    string   // written before the next key
@@ -61,6 +64,7 @@ var statePool = sync.Pool{New: func() any {
 func getState(h *Handler) *state {
 	s := statePool.Get().(*state)
 	s.h, s.p, s.json = h, h.p, h.p.json
+	s.text = !s.json && h.p.ReplaceAttr == nil
 	if s.buf == nil {
 		s.buf = make([]byte, 0, 1024)
 	}
@@ -92,7 +96,7 @@ func (s *state) reset() {
 	// Field by field, the slices of strings cleared so that the pool
 	// holds no reference to a caller's string. TestStateReset checks every
 	// field.
-	s.h, s.p, s.json, s.persist = nil, nil, false, false
+	s.h, s.p, s.json, s.text, s.persist = nil, nil, false, false, false
 	s.buf, s.sep, s.prefix, s.path = s.buf[:0], "", s.prefix[:0], s.path[:0]
 	s.scratch, s.set = s.scratch[:0], s.set[:0]
 	s.metaSize, s.metaOverflow = 0, false
@@ -215,6 +219,17 @@ func (s *state) appendAttrs(as []slog.Attr) bool {
 // switch, and Resolve and each of the encoders would otherwise ask again.
 func (s *state) appendAttr(a slog.Attr) bool {
 	kind := a.Value.Kind()
+	if s.text && kind != slog.KindAny && kind < slog.KindGroup && a.Key != "" && len(s.prefix) == 0 && !s.p.mayBeKey(a.Key) {
+		// The common case, what appendKey and appendValue write, with the
+		// line kept in a local: a scalar outside any group, no ReplaceAttr,
+		// not a label or metadata key.
+		buf := append(s.buf, s.sep...)
+		buf = enc.AppendLogfmtString(buf, a.Key)
+		buf = append(buf, '=')
+		s.buf = appendTextKind(buf, a.Value, kind, true)
+		s.sep = " "
+		return true
+	}
 	if kind == slog.KindLogValuer {
 		a.Value = a.Value.Resolve()
 		kind = a.Value.Kind()
@@ -361,6 +376,18 @@ func (s *state) appendValue(v slog.Value, kind slog.Kind) {
 	} else {
 		s.buf = appendTextKind(s.buf, v, kind, true)
 	}
+}
+
+// mayBeKey reports whether a key outside groups may be in LabelKeys or
+// MetadataKeys (classify then looks it up).
+func (p *pipeline) mayBeKey(key string) bool {
+	if len(p.keys) == 0 {
+		return false
+	}
+	if n := len(key); n < 64 {
+		return p.keyLens&(1<<n) != 0
+	}
+	return p.keyLong
 }
 
 // classify looks up the dotted path of key (the open groups plus key) in

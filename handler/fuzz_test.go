@@ -1,12 +1,15 @@
 package handler
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/lokislog/lokislog/internal/labels"
@@ -129,4 +132,36 @@ func perByteValid(s string) string {
 		i += n
 	}
 	return b.String()
+}
+
+// FuzzTextFastPath checks that appendAttr's direct path for scalars
+// (logfmt, no ReplaceAttr, no group, not a label or metadata key) writes
+// the line the general path writes: the same record through a handler
+// whose ReplaceAttr returns every attribute unchanged takes the general
+// path for each attribute.
+func FuzzTextFastPath(f *testing.F) {
+	f.Add("key", "value", int64(-42), 1.5, int64(1234567))
+	f.Add("a b", "x=y \"q\"", int64(0), math.NaN(), int64(-1))
+	f.Add("é", "\xff\x00", int64(math.MinInt64), math.Inf(-1), int64(math.MaxInt64))
+	f.Add("", "", int64(7), 0.0, int64(0))
+	f.Fuzz(func(t *testing.T, key, s string, i int64, fl float64, d int64) {
+		line := func(cfg Config) string {
+			h, fs := newTest(t, cfg)
+			l := slog.New(h).With("w", s)
+			l.LogAttrs(context.Background(), slog.LevelWarn, "m",
+				slog.String(key, s), slog.Int64(key+"i", i), slog.Uint64(key+"u", uint64(i)),
+				slog.Float64(key+"f", fl), slog.Bool(key+"b", i%2 == 0), slog.Duration(key+"d", time.Duration(d)),
+				slog.Time(key+"t", time.Unix(0, d).UTC()), slog.Any(key+"a", s), slog.Group("g", slog.String(key, s)))
+			return fs.last(t).line
+		}
+		same := func(_ []string, a slog.Attr) slog.Attr { return a }
+		// A label key of key's length makes the fast path ask classify.
+		for _, keys := range [][]string{nil, {strings.Repeat("z", max(1, len(key)))}} {
+			fast := line(Config{MetadataKeys: keys})
+			general := line(Config{MetadataKeys: keys, ReplaceAttr: same})
+			if fast != general {
+				t.Fatalf("keys %q: fast path wrote\n%s\ngeneral path\n%s", keys, fast, general)
+			}
+		}
+	})
 }

@@ -12,6 +12,7 @@ package enc
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode"
@@ -85,6 +86,14 @@ func bareWord(x uint64) bool {
 
 func load64(p *byte, i int) uint64 {
 	return binary.LittleEndian.Uint64(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 8))
+}
+
+func store64(p *byte, i int, x uint64) {
+	binary.LittleEndian.PutUint64(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 8), x)
+}
+
+func store32(p *byte, i int, x uint32) {
+	binary.LittleEndian.PutUint32(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 4), x)
 }
 
 func load32(p *byte, i int) uint32 {
@@ -194,10 +203,81 @@ func AppendJSONString(dst []byte, s string) []byte {
 // AppendLogfmtString appends s as a logfmt key or value: bare when
 // [NeedsQuoting] is false, otherwise quoted with JSON escapes.
 func AppendLogfmtString(dst []byte, s string) []byte {
-	if !NeedsQuoting(s) {
+	out, r := appendBareASCII(dst, s)
+	switch {
+	case r == bareCopied:
+		return out
+	case r == bareUnknown && !NeedsQuoting(s):
 		return append(dst, s...)
 	}
 	return AppendJSONString(dst, s)
+}
+
+// Results of appendBareASCII.
+const (
+	bareCopied  = iota // s was bare ASCII and is appended
+	bareQuote          // s holds an ASCII byte that needs quoting (or is empty)
+	bareUnknown        // s holds non-ASCII bytes: NeedsQuoting decides
+)
+
+// appendBareASCII appends s when every byte of s is bare ASCII (the common
+// case of NeedsQuoting being false), checking and copying in one pass,
+// eight bytes at a time. Otherwise dst's length is unchanged (bytes past it
+// may have been written) and the result says why.
+func appendBareASCII(dst []byte, s string) ([]byte, int) {
+	n := len(s)
+	if n == 0 {
+		return dst, bareQuote
+	}
+	if cap(dst)-len(dst) < n {
+		dst = slices.Grow(dst, n)
+	}
+	p, d := unsafe.StringData(s), unsafe.SliceData(dst[len(dst):len(dst)+n])
+	switch {
+	case n >= 8:
+		// The last word overlaps the one before; the overlap is written twice
+		// with the same bytes.
+		i := 0
+		for ; i+8 <= n; i += 8 {
+			x := load64(p, i)
+			if !bareWord(x) {
+				return dst, notBare(x)
+			}
+			store64(d, i, x)
+		}
+		if i < n {
+			x := load64(p, n-8)
+			if !bareWord(x) {
+				return dst, notBare(x)
+			}
+			store64(d, n-8, x)
+		}
+	case n >= 4: // two overlapping four-byte words cover every byte
+		x, y := load32(p, 0), load32(p, n-4)
+		if w := uint64(x) | uint64(y)<<32; !bareWord(w) {
+			return dst, notBare(w)
+		}
+		store32(d, 0, x)
+		store32(d, n-4, y)
+	default: // s[0], s[n/2] and s[n-1] are every byte; pad with 'a'
+		a, b, c := s[0], s[n/2], s[n-1]
+		if w := lo8*'a'&^0xffffff | uint64(a) | uint64(b)<<8 | uint64(c)<<16; !bareWord(w) {
+			return dst, notBare(w)
+		}
+		out := dst[len(dst) : len(dst)+n]
+		out[0], out[n/2], out[n-1] = a, b, c
+	}
+	return dst[:len(dst)+n], bareCopied
+}
+
+// notBare says what a word that is not bareWord means: with only ASCII
+// bytes, one of them needs quoting; otherwise a non-ASCII rune may be
+// printable, and NeedsQuoting has to look.
+func notBare(x uint64) int {
+	if x&hi8 == 0 {
+		return bareQuote
+	}
+	return bareUnknown
 }
 
 // AppendLogfmtKey appends the logfmt key prefix+key (prefix is the dotted

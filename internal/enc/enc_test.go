@@ -86,6 +86,21 @@ func FuzzLogfmtString(f *testing.F) {
 		if got != strings.ToValidUTF8(s, "\uFFFD") && utf8.ValidString(s) {
 			t.Fatalf("%q came back as %q", s, got)
 		}
+		// The one-pass copy equals the definition (NeedsQuoting, then a
+		// bare copy or a quoted string), after existing bytes, with and
+		// without spare capacity.
+		want := "k="
+		if NeedsQuoting(s) {
+			want = string(AppendJSONString([]byte(want), s))
+		} else {
+			want += s
+		}
+		for _, spare := range []int{0, 3, len(s) + 8} {
+			dst := append(make([]byte, 0, 2+spare), "k="...)
+			if got := string(AppendLogfmtString(dst, s)); got != want {
+				t.Fatalf("AppendLogfmtString(%q) with %d spare bytes = %q, want %q", s, spare, got, want)
+			}
+		}
 	})
 }
 
