@@ -79,9 +79,13 @@ func safeWord(x uint64) bool {
 	return x&hi8 == 0 && !hasLess(x, 0x20) && !hasZero(x^(lo8*'"')) && !hasZero(x^(lo8*'\\'))
 }
 
-// bareWord reports whether the eight bytes of x are all bare ASCII.
+// bareWord reports whether the eight bytes of x are all bare ASCII. It is
+// the conjunction of "x is ASCII" and hasLess/hasZero tests that are exact
+// on ASCII words, computed without branches: any high bit set in the
+// combined word answers false.
 func bareWord(x uint64) bool {
-	return x&hi8 == 0 && !hasLess(x, 0x21) && !hasZero(x^(lo8*'=')) && !hasZero(x^(lo8*'"'))
+	eq, qt := x^(lo8*'='), x^(lo8*'"')
+	return (x|(x-lo8*0x21)&^x|(eq-lo8)&^eq|(qt-lo8)&^qt)&hi8 == 0
 }
 
 func load64(p *byte, i int) uint64 {

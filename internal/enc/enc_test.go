@@ -3,6 +3,7 @@ package enc
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -241,5 +242,42 @@ func BenchmarkAppendJSONString(b *testing.B) {
 		for _, v := range vals {
 			buf = AppendJSONString(buf[:0], v)
 		}
+	}
+}
+
+// TestBareWord compares the branch-free word test with the byte table:
+// every byte value at every position of a bare word, then random words
+// (mostly bare ASCII, the case where borrows between bytes matter).
+func TestBareWord(t *testing.T) {
+	ref := func(x uint64) bool {
+		for i := range 8 {
+			b := byte(x >> (8 * i))
+			if b >= utf8.RuneSelf || !bare[b] {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(x uint64) {
+		if got, want := bareWord(x), ref(x); got != want {
+			t.Fatalf("bareWord(%#016x) = %v, want %v", x, got, want)
+		}
+	}
+	for pos := range 8 {
+		for b := range 256 {
+			check(lo8*'a'&^(0xff<<(8*pos)) | uint64(b)<<(8*pos))
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 1 << 20 {
+		var x uint64
+		for i := range 8 {
+			b := uint64(0x21 + r.IntN(0x5f)) // bare-ish ASCII
+			if r.IntN(16) == 0 {
+				b = uint64(r.IntN(256)) // any byte
+			}
+			x |= b << (8 * i)
+		}
+		check(x)
 	}
 }
