@@ -159,10 +159,12 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 }
 
 // yieldEvery is how many bytes of spool records readReplay decodes between
-// yields of its P (runtime.Gosched): reading a whole batch is up to a
-// millisecond of CPU, and a logging goroutine woken meanwhile on the same
-// P (every one with GOMAXPROCS=1) would wait for all of it.
-const yieldEvery = 256 << 10
+// yields of its P (runtime.Gosched): reading a whole batch is several
+// milliseconds of CPU on a small machine, and a logging goroutine queued
+// meanwhile on the same P (every one with GOMAXPROCS=1) would wait for all
+// of it. An execution trace of the benchmark's steady run had 256 KiB
+// (read, decoded and copied) take 1.1 ms while a logging call waited.
+const yieldEvery = 64 << 10
 
 // replay is the batch the worker read from the spool and has not settled.
 type replay struct {

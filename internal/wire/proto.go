@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"runtime"
 	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -138,10 +139,17 @@ func AppendPush[S Stream[E, P], E Entry[P], P Pair](dst []byte, streams []S) []b
 	w := backWriter{buf: dst[start:], i: total}
 	// Written back to front, as gogo does: a message's length is known once
 	// its body is written, so no size is computed twice.
+	yieldAt := total - yieldEvery
 	for si := len(streams) - 1; si >= 0; si-- {
 		s := stream[E, P](streams[si])
 		end := w.i
 		for ei := len(s.Entries) - 1; ei >= 0; ei-- {
+			if w.i < yieldAt {
+				// A batch of a few MiB takes milliseconds: let a goroutine
+				// waiting for this P (a logging call) run between pieces.
+				yieldAt = w.i - yieldEvery
+				runtime.Gosched()
+			}
 			e := entry[P](s.Entries[ei])
 			entryEnd := w.i
 			for mi := len(e.Metadata) - 1; mi >= 0; mi-- {
@@ -171,6 +179,9 @@ func AppendPush[S Stream[E, P], E Entry[P], P Pair](dst []byte, streams []S) []b
 	// w.i is 0 here: PushSize and the writes above agree field by field.
 	return dst
 }
+
+// yieldEvery is how many bytes AppendPush writes between yields of its P.
+const yieldEvery = 128 << 10
 
 // backWriter fills buf from the end towards the start.
 type backWriter struct {
