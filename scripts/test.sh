@@ -12,7 +12,7 @@
 #   5. go test -race -count=1 ./... with LOKISLOG_VICTORIALOGS_URL exported,
 #      then check VictoriaLogs is still alive (it must not have crashed)
 #   6. fuzz every Fuzz target briefly, one at a time       (skipped by --quick)
-#   7. run every benchmark once; the bench/ module too; scripts/spoolmodes.sh
+#   7. run every benchmark once; the bench/ module's tests and benchmarks; scripts/spoolmodes.sh
 #      for three rounds                                    (skipped by --quick)
 # VictoriaLogs is stopped and its data removed on every exit path.
 #
@@ -247,7 +247,7 @@ bench_module() {
 		echo "bench/ module not present yet; skipping its benchmarks"
 		return 0
 	fi
-	(cd bench && go vet ./... && go test -run '^$' -bench . -benchtime 1x ./...)
+	(cd bench && go vet ./... && go test ./... && go test -run '^$' -bench . -benchtime 1x ./...)
 }
 
 # ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import (
 
 	"github.com/lokislog/lokislog/bench/internal/workload"
 	"github.com/lokislog/lokislog/exporter"
+	_ "github.com/lokislog/lokislog/exporter/jsongzip" // JSON pushes' default compression
 )
 
 const roleEnv = "LOKISLOG_RECEIVER_TEST_ROLE"
@@ -154,7 +155,9 @@ func TestLokiProtobufPush(t *testing.T) {
 }
 
 // TestLokislogExporter pushes through lokislog's own Loki client, in both
-// protocols, and checks every entry arrives once.
+// protocols (JSON with its default compression, gzip, which a program opts
+// in to with the jsongzip import above), and checks every entry arrives
+// once.
 func TestLokislogExporter(t *testing.T) {
 	for _, proto := range []string{"protobuf", "json"} {
 		t.Run(proto, func(t *testing.T) {
