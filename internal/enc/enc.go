@@ -12,7 +12,6 @@ package enc
 import (
 	"encoding/binary"
 	"math"
-	"slices"
 	"strconv"
 	"time"
 	"unicode"
@@ -89,19 +88,19 @@ func bareWord(x uint64) bool {
 }
 
 func load64(p *byte, i int) uint64 {
-	return binary.LittleEndian.Uint64(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 8))
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(unsafe.Pointer(p), i))[:])
 }
 
 func store64(p *byte, i int, x uint64) {
-	binary.LittleEndian.PutUint64(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 8), x)
+	binary.LittleEndian.PutUint64((*[8]byte)(unsafe.Add(unsafe.Pointer(p), i))[:], x)
 }
 
 func store32(p *byte, i int, x uint32) {
-	binary.LittleEndian.PutUint32(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 4), x)
+	binary.LittleEndian.PutUint32((*[4]byte)(unsafe.Add(unsafe.Pointer(p), i))[:], x)
 }
 
 func load32(p *byte, i int) uint32 {
-	return binary.LittleEndian.Uint32(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), i)), 4))
+	return binary.LittleEndian.Uint32((*[4]byte)(unsafe.Add(unsafe.Pointer(p), i))[:])
 }
 
 // needsQuotingFrom is NeedsQuoting's byte-by-byte check of s[i:].
@@ -227,51 +226,34 @@ const (
 // appendBareASCII appends s when every byte of s is bare ASCII (the common
 // case of NeedsQuoting being false), checking and copying in one pass,
 // eight bytes at a time. Otherwise dst's length is unchanged (bytes past it
-// may have been written) and the result says why.
+// may have been written) and the result says why. Strings under four bytes,
+// and dst without room for s, are left to the two-pass path (bareUnknown).
 func appendBareASCII(dst []byte, s string) ([]byte, int) {
 	n := len(s)
-	if n == 0 {
-		return dst, bareQuote
-	}
-	if cap(dst)-len(dst) < n {
-		dst = slices.Grow(dst, n)
+	if n < 4 || cap(dst)-len(dst) < n {
+		return dst, bareUnknown
 	}
 	p, d := unsafe.StringData(s), unsafe.SliceData(dst[len(dst):len(dst)+n])
-	switch {
-	case n >= 8:
-		// The last word overlaps the one before; the overlap is written twice
-		// with the same bytes.
-		i := 0
-		for ; i+8 <= n; i += 8 {
-			x := load64(p, i)
-			if !bareWord(x) {
-				return dst, notBare(x)
-			}
-			store64(d, i, x)
-		}
-		if i < n {
-			x := load64(p, n-8)
-			if !bareWord(x) {
-				return dst, notBare(x)
-			}
-			store64(d, n-8, x)
-		}
-	case n >= 4: // two overlapping four-byte words cover every byte
+	if n < 8 { // two overlapping four-byte words cover every byte
 		x, y := load32(p, 0), load32(p, n-4)
 		if w := uint64(x) | uint64(y)<<32; !bareWord(w) {
 			return dst, notBare(w)
 		}
 		store32(d, 0, x)
 		store32(d, n-4, y)
-	default: // s[0], s[n/2] and s[n-1] are every byte; pad with 'a'
-		a, b, c := s[0], s[n/2], s[n-1]
-		if w := lo8*'a'&^0xffffff | uint64(a) | uint64(b)<<8 | uint64(c)<<16; !bareWord(w) {
-			return dst, notBare(w)
-		}
-		out := dst[len(dst) : len(dst)+n]
-		out[0], out[n/2], out[n-1] = a, b, c
+		return dst[:len(dst)+n], bareCopied
 	}
-	return dst[:len(dst)+n], bareCopied
+	for i := 0; ; i += 8 {
+		i = min(i, n-8) // the last word overlaps the one before
+		x := load64(p, i)
+		if !bareWord(x) {
+			return dst, notBare(x)
+		}
+		store64(d, i, x)
+		if i == n-8 {
+			return dst[:len(dst)+n], bareCopied
+		}
+	}
 }
 
 // notBare says what a word that is not bareWord means: with only ASCII

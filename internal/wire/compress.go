@@ -58,11 +58,7 @@ func SnappyBound(n int) int {
 	if n <= snappyPiece {
 		return s2.MaxEncodedLen(n)
 	}
-	need := binary.MaxVarintLen64
-	for off := 0; off < n; off += snappyPiece {
-		need += s2.MaxEncodedLen(min(snappyPiece, n-off))
-	}
-	return need
+	return binary.MaxVarintLen64 + n/snappyPiece*s2.MaxEncodedLen(snappyPiece) + s2.MaxEncodedLen(n%snappyPiece)
 }
 
 func uvarintLen(v uint64) int {
