@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lokislog/lokislog/exporter"
+	"github.com/lokislog/lokislog/internal/waitprobe"
 )
 
 // down is an Exporter for a Loki that is down: every push fails.
@@ -89,39 +90,11 @@ func BenchmarkWaitWhileSpilling(b *testing.B) {
 	}()
 	line := []byte(`level=INFO msg="request handled" service=checkout env=prod method=GET path=/api/v1/users/42 status=200 duration=1.234567ms request_id=7f3c2a9e-1b4d-4c8e-9f0a-000000000042 user_id=42`)
 	ts := time.Now().UnixNano()
-	var late, sum, n, over atomic.Int64 // the longest wait and all waits (ns), wake-ups, waits over 1 ms
 	// phase counts the spill phases: odd while the spiller works (the Adds
 	// before it keep the P for milliseconds and are not what is measured);
 	// a wait counts when the same phase covered all of it.
 	var phase atomic.Int64
-	stop := make(chan struct{})
-	probed := make(chan struct{})
-	go func() {
-		defer close(probed)
-		const period = 100 * time.Microsecond
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			p0 := phase.Load()
-			t0 := time.Now()
-			time.Sleep(period)
-			d := int64(time.Since(t0) - period)
-			if p0%2 == 0 || phase.Load() != p0 {
-				continue
-			}
-			if d > late.Load() {
-				late.Store(d)
-			}
-			sum.Add(d)
-			if d > int64(time.Millisecond) {
-				over.Add(1)
-			}
-			n.Add(1)
-		}
-	}()
+	probe := waitprobe.Start(100*time.Microsecond, &phase)
 	b.ResetTimer()
 	for range b.N {
 		// Past the spill mark (three quarters of the bound): the spiller
@@ -138,12 +111,7 @@ func BenchmarkWaitWhileSpilling(b *testing.B) {
 		phase.Add(1)
 	}
 	b.StopTimer()
-	close(stop)
-	<-probed
-	b.ReportMetric(float64(late.Load())/1e3, "late-max-µs")
-	b.ReportMetric(float64(sum.Load())/1e3/float64(max(n.Load(), 1)), "late-mean-µs")
-	b.ReportMetric(float64(over.Load())/float64(b.N), "late>1ms/op")
-	b.ReportMetric(float64(n.Load())/float64(b.N), "wakeups/op")
+	probe.Report(b)
 }
 
 // flipping fails every export while down is set, and counts the entries

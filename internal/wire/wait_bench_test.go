@@ -2,10 +2,10 @@ package wire_test
 
 import (
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/lokislog/lokislog/internal/waitprobe"
 	"github.com/lokislog/lokislog/internal/wire"
 )
 
@@ -34,41 +34,14 @@ func BenchmarkWaitWhileEncoding(b *testing.B) {
 		op   func()
 	}{{"encode", encode}, {"idle", func() { time.Sleep(took) }}} {
 		b.Run(bc.name, func(b *testing.B) {
-			var late, sum, n, over atomic.Int64
-			stop, probed := make(chan struct{}), make(chan struct{})
-			go func() {
-				defer close(probed)
-				const period = 100 * time.Microsecond
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					t0 := time.Now()
-					time.Sleep(period)
-					d := int64(time.Since(t0) - period)
-					if d > int64(time.Millisecond) {
-						over.Add(1)
-					}
-					if d > late.Load() {
-						late.Store(d)
-					}
-					sum.Add(d)
-					n.Add(1)
-				}
-			}()
+			probe := waitprobe.Start(100*time.Microsecond, nil)
 			b.ResetTimer()
 			for range b.N {
 				bc.op()
 				time.Sleep(200 * time.Microsecond) // the probe runs here at least
 			}
 			b.StopTimer()
-			close(stop)
-			<-probed
-			b.ReportMetric(float64(late.Load())/1e3, "late-max-µs")
-			b.ReportMetric(float64(sum.Load())/1e3/float64(max(n.Load(), 1)), "late-mean-µs")
-			b.ReportMetric(float64(over.Load())/float64(b.N), "late>1ms/op")
+			probe.Report(b)
 		})
 	}
 }
