@@ -219,7 +219,7 @@ func (s *state) appendAttrs(as []slog.Attr) bool {
 // switch, and Resolve and each of the encoders would otherwise ask again.
 func (s *state) appendAttr(a slog.Attr) bool {
 	kind := a.Value.Kind()
-	if s.text && kind != slog.KindAny && kind < slog.KindGroup && a.Key != "" && len(s.prefix) == 0 && !s.p.mayBeKey(a.Key) {
+	if s.text && kind != slog.KindAny && kind < slog.KindGroup && a.Key != "" && len(s.prefix) == 0 && !s.p.mayBeKey(len(a.Key)) {
 		// The common case, what appendKey and appendValue write, with the
 		// line kept in a local: a scalar outside any group, no ReplaceAttr,
 		// not a label or metadata key.
@@ -378,13 +378,14 @@ func (s *state) appendValue(v slog.Value, kind slog.Kind) {
 	}
 }
 
-// mayBeKey reports whether a key outside groups may be in LabelKeys or
-// MetadataKeys (classify then looks it up).
-func (p *pipeline) mayBeKey(key string) bool {
+// mayBeKey reports whether a key path of n bytes (the open groups' prefix
+// and the key) may be in LabelKeys or MetadataKeys: only then does
+// classify look it up.
+func (p *pipeline) mayBeKey(n int) bool {
 	if len(p.keys) == 0 {
 		return false
 	}
-	if n := len(key); n < 64 {
+	if n < 64 {
 		return p.keyLens&(1<<n) != 0
 	}
 	return p.keyLong
@@ -394,15 +395,7 @@ func (p *pipeline) mayBeKey(key string) bool {
 // LabelKeys and MetadataKeys.
 func (s *state) classify(key string) (keyInfo, bool) {
 	p := s.p
-	if len(p.keys) == 0 {
-		return keyInfo{}, false
-	}
-	n := len(s.prefix) + len(key)
-	if n < 64 {
-		if p.keyLens&(1<<n) == 0 {
-			return keyInfo{}, false
-		}
-	} else if !p.keyLong {
+	if !p.mayBeKey(len(s.prefix) + len(key)) {
 		return keyInfo{}, false
 	}
 	var ki keyInfo

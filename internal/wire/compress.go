@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/s2"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // EncodeSnappy returns src compressed as one snappy block, the form Loki
@@ -43,7 +44,7 @@ func EncodeSnappy(dst, src []byte) []byte {
 		// room for its worst case there); then its elements moved over
 		// that length.
 		out := s2.EncodeSnappy(dst[d:], piece)
-		h := uvarintLen(uint64(len(piece)))
+		h := protowire.SizeVarint(uint64(len(piece)))
 		d += copy(dst[d:], out[h:])
 	}
 	return dst[:d]
@@ -59,14 +60,6 @@ func SnappyBound(n int) int {
 		return s2.MaxEncodedLen(n)
 	}
 	return binary.MaxVarintLen64 + n/snappyPiece*s2.MaxEncodedLen(snappyPiece) + s2.MaxEncodedLen(n%snappyPiece)
-}
-
-func uvarintLen(v uint64) int {
-	n := 1
-	for ; v >= 0x80; v >>= 7 {
-		n++
-	}
-	return n
 }
 
 // GzipLevel is the compression level of [AppendGzip]: the fastest, since a
