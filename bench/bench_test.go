@@ -9,6 +9,7 @@ import (
 
 	"github.com/lokislog/lokislog/bench/internal/contest"
 	"github.com/lokislog/lokislog/bench/internal/receiver"
+	"github.com/lokislog/lokislog/bench/internal/receiver/ctl"
 )
 
 // roleEnv, set to "receiver", makes the test binary run the receiver: the
@@ -18,7 +19,7 @@ const roleEnv = "LOKISLOG_BENCH_ROLE"
 
 var (
 	recvOnce sync.Once
-	recv     *receiver.Process
+	recv     *ctl.Process
 	recvErr  error
 )
 
@@ -47,7 +48,7 @@ func receiverURL(tb testing.TB) string {
 		}
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), roleEnv+"=receiver")
-		recv, recvErr = receiver.Start(cmd)
+		recv, recvErr = ctl.Start(cmd)
 	})
 	if recvErr != nil {
 		tb.Fatalf("start receiver: %v", recvErr)

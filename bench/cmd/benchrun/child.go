@@ -7,13 +7,14 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lokislog/lokislog/bench/internal/contest"
-	"github.com/lokislog/lokislog/bench/internal/receiver"
+	"github.com/lokislog/lokislog/bench/internal/receiver/ctl"
 	"github.com/lokislog/lokislog/bench/internal/workload"
 	"github.com/lokislog/lokislog/handler"
 )
@@ -71,13 +72,24 @@ type runResult struct {
 	SpillTime  time.Duration `json:"spill_time"`
 }
 
+// writeResult writes a child's result to path and, where the system tells
+// it (Linux), the child's peak resident set size to path+".rss" ([peakRSS]).
+// Every child calls it last, so the high-water mark covers its whole life.
 func writeResult(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
+	if hwm := peakRSS(); hwm > 0 {
+		if err := os.WriteFile(path+rssSuffix, strconv.AppendInt(nil, hwm, 10), 0o644); err != nil {
+			return err
+		}
+	}
 	return os.WriteFile(path, b, 0o644)
 }
+
+// rssSuffix names the file, next to a child's result, holding its peak RSS.
+const rssSuffix = ".rss"
 
 // childHandle runs the Handle benchmark of one contestant.
 func childHandle(o *options) error {
@@ -118,9 +130,9 @@ func childRun(o *options) error {
 	if !ok {
 		return fmt.Errorf("unknown contestant %q", o.contestant)
 	}
-	var rc *receiver.Client
+	var rc *ctl.Client
 	if c.Ships {
-		rc = receiver.NewClient(o.receiverURL)
+		rc = ctl.NewClient(o.receiverURL)
 		if err := rc.Reset(o.records); err != nil {
 			return fmt.Errorf("reset receiver: %w", err)
 		}
@@ -240,14 +252,14 @@ func childRun(o *options) error {
 // waitDelivery polls the receiver until it has every record, or delivery
 // settled (the flush returned and nothing new arrived for a second), or
 // stalled (nothing new for o.stall after the outage), or o.timeout passed.
-func waitDelivery(rc *receiver.Client, o *options, start time.Time, outage bool, outageStart *atomic.Int64,
+func waitDelivery(rc *ctl.Client, o *options, start time.Time, outage bool, outageStart *atomic.Int64,
 	flushDone <-chan error, res *runResult) string {
 	var (
 		flushed    bool
 		lastUnique uint64
 		lastChange = time.Now()
 		ended      string
-		st         receiver.Stats
+		st         ctl.Stats
 	)
 	for {
 		select {

@@ -24,12 +24,13 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lokislog/lokislog/bench/internal/contest"
-	"github.com/lokislog/lokislog/bench/internal/receiver"
+	"github.com/lokislog/lokislog/bench/internal/receiver/ctl"
 )
 
 type options struct {
@@ -93,7 +94,7 @@ func main() {
 	case "":
 		err = run(&o)
 	case "receiver":
-		err = receiver.Serve("127.0.0.1:0", os.Stdout, true)
+		err = serveReceiver()
 	case "handle":
 		err = childHandle(&o)
 	case "run":
@@ -113,8 +114,10 @@ func main() {
 
 // childStats is what the parent measures of a child process.
 type childStats struct {
-	CPU    time.Duration `json:"cpu"` // user + system
-	MaxRSS int64         `json:"max_rss"`
+	CPU time.Duration `json:"cpu"` // user + system
+	// MaxRSS is the child's peak resident set size: its own VmHWM where
+	// it can read it (Linux), else getrusage's Maxrss.
+	MaxRSS int64 `json:"max_rss"`
 }
 
 // results are all the measurements of one benchrun.
@@ -156,7 +159,7 @@ type parent struct {
 	exe    string
 	lean   string // benchrun built with -tags nopeers, or exe
 	work   string
-	recv   *receiver.Process
+	recv   *ctl.Process
 	res    results
 	nchild int
 }
@@ -210,7 +213,7 @@ func runTo(o *options, out io.Writer) (*results, error) {
 
 	cmd := exec.Command(exe, "-role=receiver")
 	dieWithParent(cmd)
-	p.recv, err = receiver.Start(cmd)
+	p.recv, err = ctl.Start(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +341,13 @@ func (p *parent) child(name, exe string, args ...string) ([]byte, childStats, er
 	}
 	if err != nil {
 		return nil, cs, fmt.Errorf("%s: %v; last output:\n%s", name, err, tail(logPath, 10))
+	}
+	if b, err := os.ReadFile(result + rssSuffix); err == nil {
+		// The child's own high-water mark (see peakRSS): Maxrss would
+		// include this process's RSS when it started the child.
+		if n, err := strconv.ParseInt(string(b), 10, 64); err == nil && n > 0 {
+			cs.MaxRSS = n
+		}
 	}
 	b, err := os.ReadFile(result)
 	return b, cs, err

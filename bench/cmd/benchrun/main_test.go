@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -10,9 +11,16 @@ import (
 	"github.com/lokislog/lokislog/bench/internal/contest"
 )
 
+// peakRSSChildEnv makes the test binary print peakRSS and exit (TestMain).
+const peakRSSChildEnv = "BENCHRUN_TEST_PEAKRSS"
+
 // TestMain lets the test binary serve as benchrun's children: the smoke
 // test re-executes it with -role=....
 func TestMain(m *testing.M) {
+	if os.Getenv(peakRSSChildEnv) != "" {
+		fmt.Println(peakRSS())
+		os.Exit(0)
+	}
 	for _, a := range os.Args[1:] {
 		if strings.HasPrefix(a, "-role=") {
 			main()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -44,12 +45,15 @@ func rssWatch() (stop func() string) {
 	res := make(chan string, 1)
 	go func() {
 		var maxAnon, maxFile, maxTotal, anonAtMax, fileAtMax int64
+		mem := newMemSample()
+		var memAtMax string
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for sampling := true; sampling; {
 			anon, file := procRSS()
 			if anon+file > maxTotal {
 				maxTotal, anonAtMax, fileAtMax = anon+file, anon, file
+				memAtMax = mem.String()
 			}
 			maxAnon, maxFile = max(maxAnon, anon), max(maxFile, file)
 			select {
@@ -58,8 +62,8 @@ func rssWatch() (stop func() string) {
 				sampling = false // one last sample was taken
 			}
 		}
-		res <- fmt.Sprintf("rss (sampled every 5ms): peak %.1f MiB = anon %.1f + file %.1f; largest anon %.1f MiB, largest file %.1f MiB",
-			mibK(maxTotal), mibK(anonAtMax), mibK(fileAtMax), mibK(maxAnon), mibK(maxFile))
+		res <- fmt.Sprintf("rss (sampled every 5ms): peak %.1f MiB = anon %.1f + file %.1f; largest anon %.1f MiB, largest file %.1f MiB\nGo runtime at the peak (MiB): %s",
+			mibK(maxTotal), mibK(anonAtMax), mibK(fileAtMax), mibK(maxAnon), mibK(maxFile), memAtMax)
 	}()
 	return func() string { close(done); return <-res }
 }
@@ -86,4 +90,65 @@ func procRSS() (anon, file int64) {
 		}
 	}
 	return anon, file
+}
+
+// peakRSS returns this process's peak resident set size in bytes: VmHWM
+// of /proc/self/status, the high-water mark of the address space the
+// process got at exec. getrusage's Maxrss is not that: a child started by
+// os/exec (clone with CLONE_VM|CLONE_VFORK) shares its parent's address
+// space until exec, and the kernel keeps the larger of the two high-water
+// marks, so a child's Maxrss is at least its parent's RSS when it started
+// it (a child printing 2.4 MiB of VmHWM reports 105 MiB of Maxrss when its
+// parent holds 100 MiB). Zero if it cannot be read.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(ln); len(f) >= 2 && f[0] == "VmHWM:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n << 10 // kB
+		}
+	}
+	return 0
+}
+
+// memSample reads the Go runtime's memory classes (runtime/metrics): what
+// the anonymous part of the RSS is made of.
+type memSample struct{ s []metrics.Sample }
+
+var memNames = []struct{ name, short string }{
+	{"/memory/classes/heap/objects:bytes", "heap objects"},
+	{"/memory/classes/heap/unused:bytes", "heap unused"},
+	{"/memory/classes/heap/free:bytes", "heap free"},
+	{"/memory/classes/heap/released:bytes", "released"},
+	{"/gc/heap/live:bytes", "live at the last GC"},
+	{"/gc/heap/goal:bytes", "heap goal"},
+	{"/memory/classes/heap/stacks:bytes", "stacks"},
+	{"/memory/classes/total:bytes", "runtime total"},
+}
+
+func newMemSample() *memSample {
+	m := &memSample{s: make([]metrics.Sample, len(memNames))}
+	for i, n := range memNames {
+		m.s[i].Name = n.name
+	}
+	return m
+}
+
+func (m *memSample) String() string {
+	metrics.Read(m.s)
+	var b strings.Builder
+	for i, n := range memNames {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		v := uint64(0)
+		if m.s[i].Value.Kind() == metrics.KindUint64 {
+			v = m.s[i].Value.Uint64()
+		}
+		fmt.Fprintf(&b, "%s %.1f", n.short, float64(v)/(1<<20))
+	}
+	return b.String()
 }

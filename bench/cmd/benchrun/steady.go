@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/lokislog/lokislog/bench/internal/contest"
-	"github.com/lokislog/lokislog/bench/internal/receiver"
+	"github.com/lokislog/lokislog/bench/internal/receiver/ctl"
 	"github.com/lokislog/lokislog/bench/internal/workload"
 )
 
@@ -162,9 +162,9 @@ func childSteady(o *options) error {
 	if n == 0 || n > 1<<32 {
 		return fmt.Errorf("-steady-rate × -steady = %d records: want 1 to 2^32", n)
 	}
-	var rc *receiver.Client
+	var rc *ctl.Client
 	if c.Ships {
-		rc = receiver.NewClient(o.receiverURL)
+		rc = ctl.NewClient(o.receiverURL)
 		if err := rc.Reset(n); err != nil {
 			return fmt.Errorf("reset receiver: %w", err)
 		}

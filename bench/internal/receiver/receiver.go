@@ -52,6 +52,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lokislog/lokislog/bench/internal/receiver/ctl"
 	"github.com/lokislog/lokislog/bench/internal/workload"
 )
 
@@ -67,38 +68,8 @@ const MaxBodyBytes = 64 << 20
 // DefaultMaxID sizes the id bitmap before the first reset.
 const DefaultMaxID = 1 << 20
 
-// Stats are the receiver's counters since the last reset.
-type Stats struct {
-	// Requests is the number of pushes accepted (2xx).
-	Requests uint64 `json:"requests"`
-	// Rejected is the number of pushes answered 503 during an outage.
-	Rejected uint64 `json:"rejected"`
-	// Failed is the number of pushes that did not decode (answered 400).
-	Failed uint64 `json:"failed"`
-	// Entries is the number of entries (log records) in accepted pushes.
-	Entries uint64 `json:"entries"`
-	// Unique is the number of distinct workload records among them;
-	// Duplicates the entries whose record had arrived before; Unidentified
-	// the entries without a workload request_id below the reset's n.
-	Unique       uint64 `json:"unique"`
-	Duplicates   uint64 `json:"duplicates"`
-	Unidentified uint64 `json:"unidentified"`
-	// BodyBytes is the size of the accepted push bodies as sent
-	// (compressed). WireBytes adds the request line and headers;
-	// RejectedWireBytes is the same for pushes answered 503.
-	BodyBytes         uint64 `json:"body_bytes"`
-	WireBytes         uint64 `json:"wire_bytes"`
-	RejectedWireBytes uint64 `json:"rejected_wire_bytes"`
-	// LokiProtobuf, LokiJSON and OTLP count entries by protocol.
-	LokiProtobuf uint64 `json:"loki_protobuf"`
-	LokiJSON     uint64 `json:"loki_json"`
-	OTLP         uint64 `json:"otlp"`
-	// LastNewUnixNano is the wall-clock time at which Unique last grew;
-	// zero if it never did.
-	LastNewUnixNano int64 `json:"last_new_unix_nano"`
-	// OutageUntilUnixNano is the end of the current or last outage.
-	OutageUntilUnixNano int64 `json:"outage_until_unix_nano"`
-}
+// Stats are the receiver's counters since the last reset ([ctl.Stats]).
+type Stats = ctl.Stats
 
 // Server is the receiver. Its zero value is not usable; call [New].
 type Server struct {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lokislog/lokislog/bench/internal/receiver/ctl"
 	"github.com/lokislog/lokislog/bench/internal/workload"
 	"github.com/lokislog/lokislog/exporter"
 	_ "github.com/lokislog/lokislog/exporter/jsongzip" // JSON pushes' default compression
@@ -263,8 +264,8 @@ func TestBadPushes(t *testing.T) {
 
 func TestOutageAndReset(t *testing.T) {
 	s, ts := newServer(t)
-	c := NewClient(ts.URL)
-	defer c.hc.CloseIdleConnections()
+	c := ctl.NewClient(ts.URL)
+	defer c.CloseIdleConnections()
 	raw, _ := func() ([]byte, error) { r := lokiRequest(); return r.Marshal() }()
 	body := snappy.Encode(nil, raw)
 	if err := c.Outage(time.Hour); err != nil {
@@ -313,7 +314,7 @@ func TestProcess(t *testing.T) {
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), roleEnv+"=serve")
-	p, err := Start(cmd)
+	p, err := ctl.Start(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +327,7 @@ func TestProcess(t *testing.T) {
 	if _, err := p.Client.Stats(); err != nil {
 		t.Fatal(err)
 	}
-	p.Client.hc.CloseIdleConnections()
+	p.Client.CloseIdleConnections()
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,65 +1,59 @@
-package receiver
+// Package ctl starts a receiver process and talks to its control
+// endpoints. It is apart from package receiver so that a program that only
+// watches a receiver (a benchmark's logging child) links none of the
+// receiver's decoders (Loki's and OpenTelemetry's protobuf types, gRPC)
+// and runs none of their initialisation: the logging child's memory is
+// then the application's and the contestant's alone.
+package ctl
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 )
 
-// readyPrefix starts the line a receiver process prints when it listens.
-const readyPrefix = "receiver listening on "
+// ReadyPrefix starts the line a receiver process prints when it listens.
+const ReadyPrefix = "receiver listening on "
 
-// Serve listens on addr (a 127.0.0.1 address; port 0 picks one), prints
-// "receiver listening on http://HOST:PORT" to out, and serves until stop
-// is closed or SIGINT/SIGTERM arrives. With stdinEOF set it also stops when
-// its standard input reaches end of file, so that it ends with the process
-// that started it.
-func Serve(addr string, out io.Writer, stdinEOF bool) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("listen address %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("listen address %q: want a loopback address such as 127.0.0.1:0", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	srv := &http.Server{Handler: New(), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(out, "%shttp://%s\n", readyPrefix, ln.Addr())
-
-	done := make(chan struct{}, 2)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() { <-sig; done <- struct{}{} }()
-	if stdinEOF {
-		go func() { io.Copy(io.Discard, os.Stdin); done <- struct{}{} }()
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-done:
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	srv.Shutdown(ctx)
-	return nil
+// Stats are the receiver's counters since the last reset.
+type Stats struct {
+	// Requests is the number of pushes accepted (2xx).
+	Requests uint64 `json:"requests"`
+	// Rejected is the number of pushes answered 503 during an outage.
+	Rejected uint64 `json:"rejected"`
+	// Failed is the number of pushes that did not decode (answered 400).
+	Failed uint64 `json:"failed"`
+	// Entries is the number of entries (log records) in accepted pushes.
+	Entries uint64 `json:"entries"`
+	// Unique is the number of distinct workload records among them;
+	// Duplicates the entries whose record had arrived before; Unidentified
+	// the entries without a workload request_id below the reset's n.
+	Unique       uint64 `json:"unique"`
+	Duplicates   uint64 `json:"duplicates"`
+	Unidentified uint64 `json:"unidentified"`
+	// BodyBytes is the size of the accepted push bodies as sent
+	// (compressed). WireBytes adds the request line and headers;
+	// RejectedWireBytes is the same for pushes answered 503.
+	BodyBytes         uint64 `json:"body_bytes"`
+	WireBytes         uint64 `json:"wire_bytes"`
+	RejectedWireBytes uint64 `json:"rejected_wire_bytes"`
+	// LokiProtobuf, LokiJSON and OTLP count entries by protocol.
+	LokiProtobuf uint64 `json:"loki_protobuf"`
+	LokiJSON     uint64 `json:"loki_json"`
+	OTLP         uint64 `json:"otlp"`
+	// LastNewUnixNano is the wall-clock time at which Unique last grew;
+	// zero if it never did.
+	LastNewUnixNano int64 `json:"last_new_unix_nano"`
+	// OutageUntilUnixNano is the end of the current or last outage.
+	OutageUntilUnixNano int64 `json:"outage_until_unix_nano"`
 }
 
 // Process is a receiver running in a child process.
@@ -72,7 +66,7 @@ type Process struct {
 	waited chan error
 }
 
-// Start runs cmd (a program that calls [Serve] with stdinEOF set, such as
+// Start runs cmd (a program that calls receiver.Serve with stdinEOF set, such as
 // cmd/receiver with -stdin-eof, or a re-exec of the current binary) and
 // waits up to 10 s for it to listen.
 func Start(cmd *exec.Cmd) (*Process, error) {
@@ -95,9 +89,9 @@ func Start(cmd *exec.Cmd) (*Process, error) {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if line := sc.Text(); strings.HasPrefix(line, readyPrefix) {
+			if line := sc.Text(); strings.HasPrefix(line, ReadyPrefix) {
 				select {
-				case lines <- strings.TrimPrefix(line, readyPrefix):
+				case lines <- strings.TrimPrefix(line, ReadyPrefix):
 				default:
 				}
 			}
@@ -185,3 +179,6 @@ func (c *Client) Stats() (Stats, error) {
 
 // Pid returns the receiver process's id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// CloseIdleConnections closes the client's idle connections to the receiver.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
