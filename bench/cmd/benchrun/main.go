@@ -139,6 +139,9 @@ type results struct {
 	// Lean is true when lokislog and the floor ran in a binary without the
 	// peers' code (-tags nopeers).
 	Lean bool `json:"lean"`
+	// PeersLean is true when the peers ran in a binary without the
+	// receiver (-tags noreceiver).
+	PeersLean bool `json:"peers_lean"`
 	// Spill is the buffer-layer spill throughput by spool mode, with the
 	// sequential write of the same bytes.
 	Spill    map[string]spillResult `json:"spill"`
@@ -158,6 +161,7 @@ type parent struct {
 	o      *options
 	exe    string
 	lean   string // benchrun built with -tags nopeers, or exe
+	peers  string // benchrun built with -tags noreceiver, or exe
 	work   string
 	recv   *ctl.Process
 	res    results
@@ -192,7 +196,7 @@ func runTo(o *options, out io.Writer) (*results, error) {
 	if !o.keep {
 		defer os.RemoveAll(work)
 	}
-	p := &parent{o: o, exe: exe, lean: exe, work: work}
+	p := &parent{o: o, exe: exe, lean: exe, peers: exe, work: work}
 	p.res = results{
 		Machine: describeMachine(),
 		Options: map[string]string{
@@ -222,11 +226,22 @@ func runTo(o *options, out io.Writer) (*results, error) {
 
 	if !o.lean {
 		// Everything runs in this binary.
-	} else if lean, err := buildLean(work); err != nil {
-		p.fail("build benchrun -tags nopeers: %v; lokislog and the floor run in the full binary (with the peers' code)", err)
 	} else {
-		p.lean = lean
-		p.res.Lean = true
+		// The children's binaries hold no receiver (Loki's and
+		// OpenTelemetry's protobuf types, gRPC), whose code and
+		// initialisation would count in every child's memory.
+		if lean, err := buildChild(work, "benchrun-lean", "nopeers"); err != nil {
+			p.fail("build benchrun -tags nopeers: %v; lokislog and the floor run in the full binary (with the peers' code)", err)
+		} else {
+			p.lean = lean
+			p.res.Lean = true
+		}
+		if peers, err := buildChild(work, "benchrun-peers", "noreceiver"); err != nil {
+			p.fail("build benchrun -tags noreceiver: %v; the peers run in the full binary (with the receiver's code)", err)
+		} else {
+			p.peers = peers
+			p.res.PeersLean = true
+		}
 	}
 
 	contestants := p.contestants()
@@ -544,22 +559,22 @@ func (p *parent) profileBase(name string) string {
 // binary returns the executable that runs contestant c's children.
 func (p *parent) binary(c contest.Contestant) string {
 	if contest.IsPeer(c.Name) {
-		return p.exe
+		return p.peers
 	}
 	return p.lean
 }
 
-// buildLean builds benchrun with -tags nopeers into dir.
-func buildLean(dir string) (string, error) {
+// buildChild builds benchrun with the build tag tag into dir as name.
+func buildChild(dir, name, tag string) (string, error) {
 	mod, err := moduleDir()
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "benchrun-lean")
+	bin := filepath.Join(dir, name)
 	if runtime.GOOS == "windows" {
 		bin += ".exe"
 	}
-	cmd := exec.Command("go", "build", "-tags", "nopeers", "-o", bin, "./cmd/benchrun")
+	cmd := exec.Command("go", "build", "-tags", tag, "-o", bin, "./cmd/benchrun")
 	cmd.Dir = mod
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("%v\n%s", err, out)

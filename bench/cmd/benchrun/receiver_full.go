@@ -1,4 +1,4 @@
-//go:build !nopeers
+//go:build !nopeers && !noreceiver
 
 package main
 

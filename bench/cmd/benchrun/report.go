@@ -40,8 +40,11 @@ func report(w io.Writer, r *results) {
 		fmt.Fprintf(w, "Steady runs: %s records/s in total for %s from %d goroutines, the outage in the middle.\n",
 			r.Options["steady_rate"], r.Options["steady"], contest.Workers)
 	}
-	if r.Lean {
-		fmt.Fprintf(w, "lokislog and the floor ran in a binary built with `-tags nopeers` (without the peers' code), the peers in one with everything.\n")
+	switch {
+	case r.Lean && r.PeersLean:
+		fmt.Fprintf(w, "lokislog and the floor ran in a binary built with `-tags nopeers` (without the peers' code), the peers in one built with `-tags noreceiver`; neither holds the receiver.\n")
+	case r.Lean:
+		fmt.Fprintf(w, "lokislog and the floor ran in a binary built with `-tags nopeers` (without the peers' code), the peers in one with everything (the receiver's code included).\n")
 	}
 
 	fmt.Fprintf(w, "\n## Contestants\n\n")
