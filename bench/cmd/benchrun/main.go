@@ -359,7 +359,7 @@ func (p *parent) child(name, exe string, args ...string) ([]byte, childStats, er
 	}
 	if b, err := os.ReadFile(result + rssSuffix); err == nil {
 		// The child's own high-water mark (see peakRSS): Maxrss would
-		// include this process's RSS when it started the child.
+		// include this process's peak RSS until it started the child.
 		if n, err := strconv.ParseInt(string(b), 10, 64); err == nil && n > 0 {
 			cs.MaxRSS = n
 		}

@@ -70,11 +70,13 @@ func rssWatch() (stop func() string) {
 
 func mibK(kib int64) float64 { return float64(kib) / 1024 }
 
-// procRSS returns RssAnon and RssFile+RssShmem of this process, in KiB.
-func procRSS() (anon, file int64) {
+// procStatus calls fn with each numeric field of /proc/self/status (name
+// with its colon, value in the file's unit: kB for the sizes). It returns
+// false if the file cannot be read.
+func procStatus(fn func(name string, n int64)) bool {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0, 0
+		return false
 	}
 	for _, ln := range strings.Split(string(b), "\n") {
 		f := strings.Fields(ln)
@@ -82,13 +84,21 @@ func procRSS() (anon, file int64) {
 			continue
 		}
 		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
+		fn(f[0], n)
+	}
+	return true
+}
+
+// procRSS returns RssAnon and RssFile+RssShmem of this process, in KiB.
+func procRSS() (anon, file int64) {
+	procStatus(func(name string, n int64) {
+		switch name {
 		case "RssAnon:":
 			anon = n
 		case "RssFile:", "RssShmem:":
 			file += n
 		}
-	}
+	})
 	return anon, file
 }
 
@@ -97,21 +107,17 @@ func procRSS() (anon, file int64) {
 // process got at exec. getrusage's Maxrss is not that: a child started by
 // os/exec (clone with CLONE_VM|CLONE_VFORK) shares its parent's address
 // space until exec, and the kernel keeps the larger of the two high-water
-// marks, so a child's Maxrss is at least its parent's RSS when it started
-// it (a child printing 2.4 MiB of VmHWM reports 105 MiB of Maxrss when its
-// parent holds 100 MiB). Zero if it cannot be read.
+// marks, so a child's Maxrss is at least its parent's peak RSS until then
+// (a child with 2.4 MiB of VmHWM reports 105 MiB of Maxrss when its parent
+// holds 100 MiB). Zero if it cannot be read.
 func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, ln := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(ln); len(f) >= 2 && f[0] == "VmHWM:" {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n << 10 // kB
+	var hwm int64
+	procStatus(func(name string, n int64) {
+		if name == "VmHWM:" {
+			hwm = n << 10 // kB
 		}
-	}
-	return 0
+	})
+	return hwm
 }
 
 // memSample reads the Go runtime's memory classes (runtime/metrics): what

@@ -14,7 +14,7 @@ import (
 // reports it, does not include its parent's memory: the parent holds
 // 96 MiB when it starts a child that allocates nothing, and the child's
 // figure must stay far below that. (getrusage's Maxrss of the same child
-// includes the parent's RSS at the start; it is logged for comparison.)
+// includes the parent's peak RSS; it is logged for comparison.)
 func TestPeakRSSIsTheChildsOwn(t *testing.T) {
 	held := make([]byte, 96<<20)
 	for i := 0; i < len(held); i += 4096 {

@@ -13,6 +13,6 @@ func rssWatch() (stop func() string) {
 }
 
 // peakRSS is not available on this system: the parent reports the child's
-// Maxrss (getrusage), which can include the parent's own RSS at the
-// child's start.
+// Maxrss (getrusage), which can include the parent's own peak RSS until
+// the child's start.
 func peakRSS() int64 { return 0 }
