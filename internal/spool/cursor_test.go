@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -129,5 +131,151 @@ func notWaiting(t *testing.T, done <-chan struct{}, msg string, release func(), 
 	release()
 	if err := <-acked; err != nil {
 		t.Fatalf("Ack: %v", err)
+	}
+}
+
+// cursorCreates counts how often the temporary cursor file was created.
+type cursorCreateFS struct {
+	faultFS
+	creates atomic.Int64
+}
+
+func (f *cursorCreateFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	if flag&os.O_CREATE != 0 && strings.HasSuffix(name, cursorName+tmpSuffix) {
+		f.creates.Add(1)
+	}
+	return f.faultFS.OpenFile(name, flag, perm)
+}
+
+// readCursorFile parses the cursor file in dir.
+func readCursorFile(t *testing.T, dir string) (uint64, int64) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, cursorName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, off, err := parseCursor(b)
+	if err != nil {
+		t.Fatalf("cursor file: %v", err)
+	}
+	return seg, off
+}
+
+// TestCursorOverwrittenInPlace checks that acknowledgements after the
+// first overwrite the cursor file (same file, no new temporary file), that
+// it always holds the last acknowledgement, and that a new Open resumes
+// from it.
+func TestCursorOverwrittenInPlace(t *testing.T) {
+	dir := t.TempDir()
+	fsys := &cursorCreateFS{}
+	s := openT(t, Options{Dir: dir, FS: fsys, Sync: SyncBatch})
+	appendN(t, s, 0, 10, 60)
+	recs := drain(t, s)
+	if err := s.Ack(recs[0].Pos); err != nil {
+		t.Fatal(err)
+	}
+	if n := fsys.creates.Load(); n != 1 {
+		t.Fatalf("first cursor written with %d temporary files, want 1 (no cursor yet)", n)
+	}
+	first, err := os.Stat(filepath.Join(dir, cursorName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 6; i++ {
+		if err := s.Ack(recs[i].Pos); err != nil {
+			t.Fatal(err)
+		}
+		seg, off := readCursorFile(t, dir)
+		if want := recs[i+1].Pos; seg != want.Segment || off != want.Offset {
+			t.Fatalf("after Ack %d the cursor is %d/%d, want %d/%d", i, seg, off, want.Segment, want.Offset)
+		}
+	}
+	if n := fsys.creates.Load(); n != 1 {
+		t.Fatalf("%d temporary cursor files in all, want 1: later cursors should be written in place", n)
+	}
+	now, err := os.Stat(filepath.Join(dir, cursorName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(first, now) || now.Size() != cursorSize {
+		t.Fatalf("cursor file replaced or resized (%d bytes)", now.Size())
+	}
+	s.Close()
+	s2 := openT(t, Options{Dir: dir})
+	if got := ids(t, drain(t, s2)); !equalInts(got, seq(6, 10)) {
+		t.Fatalf("after reopening: %v", got)
+	}
+}
+
+// TestCursorReplacedWhenInvalid checks that a cursor file that is not a
+// valid cursor (here too long) is replaced, not overwritten in place,
+// which would leave its extra bytes and keep it invalid.
+func TestCursorReplacedWhenInvalid(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir})
+	appendN(t, s, 0, 6, 60)
+	s.Close()
+	var b [cursorSize + 8]byte
+	putCursor(b[:], 1, headerSize)
+	if err := os.WriteFile(filepath.Join(dir, cursorName), b[:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fsys := &cursorCreateFS{}
+	s = openT(t, Options{Dir: dir, FS: fsys})
+	if st := s.Stats(); st.CursorResets != 1 {
+		t.Fatalf("CursorResets = %d, want 1", st.CursorResets)
+	}
+	recs := drain(t, s)
+	if err := s.Ack(recs[2].Pos); err != nil {
+		t.Fatal(err)
+	}
+	if n := fsys.creates.Load(); n != 1 {
+		t.Fatalf("%d temporary cursor files, want 1: an invalid cursor is replaced", n)
+	}
+	readCursorFile(t, dir) // whole and valid
+	s.Close()
+	s2 := openT(t, Options{Dir: dir})
+	if st := s2.Stats(); st.CursorResets != 0 {
+		t.Fatalf("CursorResets = %d after the replacement", st.CursorResets)
+	}
+	if got := ids(t, drain(t, s2)); !equalInts(got, seq(3, 6)) {
+		t.Fatalf("after reopening: %v", got)
+	}
+}
+
+// TestCursorOverwriteFault checks that a failed overwrite (a write error
+// after half the bytes, leaving a torn cursor) falls back to replacing the
+// file: the acknowledgement succeeds and the cursor is valid.
+func TestCursorOverwriteFault(t *testing.T) {
+	dir := t.TempDir()
+	fsys := &cursorCreateFS{}
+	s := openT(t, Options{Dir: dir, FS: fsys, Sync: SyncBatch})
+	appendN(t, s, 0, 8, 60)
+	recs := drain(t, s)
+	if err := s.Ack(recs[0].Pos); err != nil {
+		t.Fatal(err)
+	}
+	fsys.set(true, failOn(syscall.EIO, string(filepath.Separator)+cursorName, "write"))
+	if err := s.Ack(recs[3].Pos); err != nil {
+		t.Fatalf("Ack with a failing overwrite: %v", err)
+	}
+	fsys.set(false, nil)
+	if n := fsys.creates.Load(); n != 2 {
+		t.Fatalf("%d temporary cursor files, want 2 (the first cursor, the fallback)", n)
+	}
+	if seg, off := readCursorFile(t, dir); seg != recs[4].Pos.Segment || off != recs[4].Pos.Offset {
+		t.Fatalf("cursor %d/%d, want %d/%d", seg, off, recs[4].Pos.Segment, recs[4].Pos.Offset)
+	}
+	// In place again after the replacement.
+	if err := s.Ack(recs[5].Pos); err != nil {
+		t.Fatal(err)
+	}
+	if n := fsys.creates.Load(); n != 2 {
+		t.Fatalf("%d temporary cursor files, want 2", n)
+	}
+	s.Close()
+	s2 := openT(t, Options{Dir: dir})
+	if got := ids(t, drain(t, s2)); !equalInts(got, seq(6, 8)) {
+		t.Fatalf("after reopening: %v", got)
 	}
 }

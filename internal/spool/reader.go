@@ -245,18 +245,64 @@ func (s *Spool) setAckTS(g *segment) {
 	}
 }
 
-// writeCursor replaces the cursor file atomically. Callers hold s.ackMu;
+// writeCursor records (seg, off) in the cursor file. Callers hold s.ackMu;
 // it uses no state s.mu guards.
+//
+// A valid cursor file is overwritten in place: the cursor is 32 bytes at
+// offset 0, inside one disk sector, so the write is whole or not at all in
+// practice, and a torn one fails its checksum at Open, which then replays
+// the segments kept (duplicates, never loss). Replacing the file instead
+// (a new file, fsync, rename, directory fsync) costs a new inode per
+// acknowledgement: on ext4 the allocator's search past recently deleted
+// inodes took 3 % of the CPU of a benchmark acknowledging a few hundred
+// batches a second. The file is replaced when there is none, when the one
+// there is not a valid cursor, and when an overwrite fails.
 func (s *Spool) writeCursor(seg uint64, off int64) error {
 	var b [cursorSize]byte
 	putCursor(b[:], seg, off)
+	if s.cursorInPlace {
+		if err := s.overwriteCursor(b[:]); err == nil {
+			return nil
+		}
+		s.cursorInPlace = false // its state is unknown: replace it below
+	}
+	if err := s.replaceCursor(b[:]); err != nil {
+		return err
+	}
+	s.cursorInPlace = true
+	return nil
+}
+
+// overwriteCursor writes b over the existing cursor file and flushes it
+// (except in SyncNever). The directory does not change.
+func (s *Spool) overwriteCursor(b []byte) error {
+	f, err := s.fs.OpenFile(s.path(cursorName), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	n, err := f.Write(b)
+	if err == nil && n != len(b) {
+		err = io.ErrShortWrite
+	}
+	if err == nil && s.o.Sync != SyncNever {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// replaceCursor replaces the cursor file atomically with one holding b:
+// a temporary file, flushed, renamed over it, and the directory flushed.
+func (s *Spool) replaceCursor(b []byte) error {
 	name := s.path(cursorName)
 	tmp := name + tmpSuffix
 	f, err := s.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("write cursor: %w", err)
 	}
-	n, err := f.Write(b[:])
+	n, err := f.Write(b)
 	if err == nil && n != len(b) {
 		err = io.ErrShortWrite
 	}

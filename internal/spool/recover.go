@@ -180,6 +180,7 @@ func (s *Spool) readCursor() (seg uint64, off int64, ok bool, err error) {
 		s.st.CursorResets++
 		return 0, 0, false, nil
 	}
+	s.cursorInPlace = true
 	return seg, off, true, nil
 }
 

@@ -306,6 +306,10 @@ type Spool struct {
 	// ackMu serializes Ack and Release, which write the cursor without
 	// holding mu. It is taken before mu.
 	ackMu sync.Mutex
+	// cursorInPlace: the cursor file is known to be a whole, valid cursor
+	// (read at Open or written since), so the next write may overwrite it
+	// in place. Guarded by ackMu (and Open, before any Ack).
+	cursorInPlace bool
 
 	mu     sync.Mutex
 	closed bool
