@@ -172,12 +172,12 @@ type replay struct {
 	n       int
 	last    spool.Pos
 	hasLast bool
-	// carry is a record read ahead that belongs to the next batch (another
-	// tenant): a copy of its payload, since a NextView payload is only
-	// valid until the next read.
-	carry        []byte
-	carryPos     spool.Pos
-	carryEntries int
+	// carry holds records read ahead that belong to the next batch
+	// (another tenant), their payloads copied, since a NextViews payload
+	// is only valid until the next read. views is the slice NextViews
+	// fills, kept for its capacity.
+	carry []spool.Record
+	views []spool.Record
 	// settledPart counts entries of the records from the first read to
 	// last that were already delivered or rejected (a *PartialError):
 	// only batch's entries are still to be sent.
@@ -299,34 +299,46 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 		merged.Streams[cur].Entries = append(merged.Streams[cur].Entries, e)
 		n++
 	}
+	// views are the records of the last NextViews not merged yet. They are
+	// read up to what the batch can take, so the loop ends with none left
+	// unless another tenant's record stops it.
+	var views []spool.Record
 	for size < b.cfg.BatchSize {
-		var payload []byte
-		var pos spool.Pos
-		var entries int
-		if rp.carry != nil {
-			payload, pos, entries = rp.carry, rp.carryPos, rp.carryEntries
-			rp.carry = nil
+		var rec spool.Record
+		carried := rp.carry // to put rec back
+		if len(rp.carry) > 0 {
+			rec = rp.carry[0]
+			rp.carry = rp.carry[1:]
 		} else {
-			rec, err := b.sp.NextView()
-			if err != nil {
-				var ce *spool.CorruptionError
-				if errors.As(err, &ce) {
-					b.errs.report(err)
-					continue
+			if len(views) == 0 {
+				var err error
+				rp.views, err = b.sp.NextViews(rp.views[:0], maxViews, b.cfg.BatchSize-size)
+				views = rp.views
+				if err != nil {
+					var ce *spool.CorruptionError
+					if errors.As(err, &ce) {
+						b.errs.report(err)
+						continue
+					}
+					if !errors.Is(err, spool.ErrEmpty) {
+						b.errs.report(fmt.Errorf("read spool: %w", err))
+					}
+					break
 				}
-				if !errors.Is(err, spool.ErrEmpty) {
-					b.errs.report(fmt.Errorf("read spool: %w", err))
-				}
-				break
 			}
-			payload, pos, entries = rec.Payload, rec.Pos, rec.Entries
+			rec, views = views[0], views[1:]
 		}
+		payload, pos, entries := rec.Payload, rec.Pos, rec.Entries
 		read = true
 		tenant, err := spool.BatchTenant(payload)
 		if err == nil && merged != nil && tenant != merged.Tenant {
-			// Another tenant: the record starts the next batch. Keep a
-			// copy, the view is gone after the next read.
-			rp.carry, rp.carryPos, rp.carryEntries = bytes.Clone(payload), pos, entries
+			// Another tenant: the record starts the next batch.
+			if len(views) == 0 && len(carried) > len(rp.carry) {
+				rp.carry = carried // rec was carried already
+			} else {
+				rp.carryViews(append([]spool.Record{rec}, views...))
+				views = nil
+			}
 			break
 		}
 		if err == nil {
@@ -348,6 +360,7 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 			runtime.Gosched()
 		}
 	}
+	rp.carryViews(views) // none, as said above; kept rather than lost
 	if tooOld > 0 {
 		b.drop(ReasonTooOld, tooOld)
 		b.settle(tooOld)
@@ -355,7 +368,7 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	}
 	if !read {
 		b.mu.Lock()
-		if b.spoolGen == gen && !b.spilling && rp.carry == nil {
+		if b.spoolGen == gen && !b.spilling && len(rp.carry) == 0 {
 			b.spoolActive = false
 			b.flushWant = false
 		}
@@ -372,6 +385,23 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	}
 	rp.batch, rp.n, rp.index = merged, n, index
 	return false
+}
+
+// maxViews is the most records readReplay takes from one NextViews.
+const maxViews = 1024
+
+// carryViews keeps recs, records read but not merged, for the next batch:
+// copies of their payloads, in front of what rp carries already.
+func (rp *replay) carryViews(recs []spool.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	kept := make([]spool.Record, 0, len(recs)+len(rp.carry))
+	for _, r := range recs {
+		r.Payload = bytes.Clone(r.Payload)
+		kept = append(kept, r)
+	}
+	rp.carry = append(kept, rp.carry...)
 }
 
 func (b *Buffer) ack(pos spool.Pos) {

@@ -46,6 +46,7 @@ func (r *readAhead) drop() { r.blk = r.blk[:0] }
 // the payload, and the checksum after, returning a *CorruptionError
 // (Segment unset) for a bad frame and any other error for an I/O failure.
 // The payload aliases the block: it is valid until the next call of frame.
+// With a nil f, a frame the block does not hold whole is errNotCached.
 func (r *readAhead) frame(f io.ReaderAt, num uint64, off, end, maxRecord int64) (frameHeader, []byte, error) {
 	corrupt := func(format string, a ...any) error {
 		return &CorruptionError{Offset: off, Reason: fmt.Sprintf(format, a...)}
@@ -81,13 +82,21 @@ func (r *readAhead) frame(f io.ReaderAt, num uint64, off, end, maxRecord int64) 
 	return h, p, nil
 }
 
+// errNotCached is frame's answer, with a nil reader, for bytes the block
+// does not hold.
+var errNotCached = errors.New("spool: frame not in the read-ahead block")
+
 // window returns bytes [off, off+n) of segment num, from the block when it
 // holds them, else from a new block read at off: up to the normal block
-// size (or n when larger), never past end. off+n must not exceed end.
+// size (or n when larger), never past end. off+n must not exceed end. With
+// a nil f it reads nothing and returns errNotCached instead.
 func (r *readAhead) window(f io.ReaderAt, num uint64, off, n, end int64) ([]byte, error) {
 	if len(r.blk) > 0 && r.num == num && off >= r.off && off+n <= r.off+int64(len(r.blk)) {
 		i := off - r.off
 		return r.blk[i : i+n : i+n], nil
+	}
+	if f == nil {
+		return nil, errNotCached
 	}
 	size := min(max(n, int64(r.size)), end-off) // >= n, <= MaxInt (n is)
 	if int64(cap(r.blk)) < size || cap(r.blk) > max(r.size, maxKeptBlock) && size <= int64(r.size) {

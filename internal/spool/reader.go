@@ -45,9 +45,41 @@ func (s *Spool) NextView() (Record, error) {
 	return s.next1(true)
 }
 
+// NextViews is [Spool.NextView] for a run of records: it appends to recs
+// the oldest records not returned yet, as many as one lock hold and one
+// read-ahead block serve, and returns the extended slice. It stops before
+// a record that would need another read, after max records, or once the
+// payloads appended reach maxBytes (the record that reaches it included).
+// It appends at least one record or returns an error, as NextView does.
+// Every payload aliases the read-ahead block and is valid until the next
+// call of Next, NextView, NextViews, Rewind or Close.
+//
+// A consumer of many small records takes the lock once per block instead
+// of once per record: appends, which take the same lock, wait less.
+func (s *Spool) NextViews(recs []Record, max, maxBytes int) ([]Record, error) {
+	s.mu.Lock()
+	rec, err := s.nextLocked(false)
+	if err == nil {
+		recs = append(recs, rec)
+		size := len(rec.Payload)
+		for n := 1; n < max && size < maxBytes; n++ {
+			rec, err := s.nextLocked(true)
+			if err != nil {
+				break // ErrEmpty, the end of the block, or an error the next call meets
+			}
+			recs = append(recs, rec)
+			size += len(rec.Payload)
+		}
+	}
+	errs := s.takeErrs()
+	s.mu.Unlock()
+	s.handle(errs)
+	return recs, err
+}
+
 func (s *Spool) next1(view bool) (Record, error) {
 	s.mu.Lock()
-	rec, err := s.nextLocked()
+	rec, err := s.nextLocked(false)
 	if err == nil && !view {
 		rec.Payload = append(make([]byte, 0, len(rec.Payload)), rec.Payload...)
 	}
@@ -58,8 +90,9 @@ func (s *Spool) next1(view bool) (Record, error) {
 }
 
 // nextLocked returns the next record, its payload aliasing the read-ahead
-// block. Callers hold s.mu.
-func (s *Spool) nextLocked() (Record, error) {
+// block. With cached it reads nothing: a record not whole in the block
+// already read is errNotCached, and nothing is consumed. Callers hold s.mu.
+func (s *Spool) nextLocked(cached bool) (Record, error) {
 	if s.closed {
 		return Record{}, ErrClosed
 	}
@@ -79,11 +112,18 @@ func (s *Spool) nextLocked() (Record, error) {
 			s.rseg, s.roff = s.segs[i+1], s.segs[i+1].ackOff
 			continue
 		}
-		f, err := s.readFile(g.num)
-		if err != nil {
-			return Record{}, fmt.Errorf("spool: next: open segment %d: %w", g.num, err)
+		var f io.ReaderAt // nil: the block only (readAhead.frame)
+		if !cached {
+			rf, err := s.readFile(g.num)
+			if err != nil {
+				return Record{}, fmt.Errorf("spool: next: open segment %d: %w", g.num, err)
+			}
+			f = rf
 		}
 		h, p, err := s.ra.frame(f, g.num, s.roff, g.size, s.o.MaxRecordSize)
+		if err == errNotCached {
+			return Record{}, err
+		}
 		if err != nil {
 			var ce *CorruptionError
 			if !errors.As(err, &ce) {
