@@ -185,6 +185,9 @@ type Buffer struct {
 	// memory only until the spiller has written them; guarded by mu.
 	diskFallback bool
 	maxSpool     int64 // the spool's bound in bytes
+	// spinLock: lockAdd spins before it yields ("always" spool mode, more
+	// than one P; see lockAdd).
+	spinLock bool
 	// progress is closed and replaced whenever entries settle; guarded by mu.
 	progress chan struct{}
 
@@ -328,6 +331,7 @@ func New(cfg Config) (*Buffer, error) {
 	}
 	b := &Buffer{
 		cfg:         cfg,
+		spinLock:    cfg.SpoolDir != "" && cfg.SpoolMode == SpoolAlways && runtime.GOMAXPROCS(0) > 1,
 		exp:         cfg.Exporter,
 		open:        make(map[string]*openBatch),
 		progress:    make(chan struct{}),
@@ -574,9 +578,35 @@ again:
 // and wake-up, and the CPUs go idle meanwhile. Yielding to the scheduler a
 // few times first lets the holder finish; the blocking Lock remains the
 // fallback, so a long hold never spins.
+//
+// In "always" spool mode (b.spinLock) it first spins for up to lockSpin:
+// the section holds the copy into the spool's mapping, longer than the
+// memory-only one, and the holder is normally running on another CPU and
+// done within a microsecond or two. A yield hands this P to another
+// goroutine (the export worker may run for hundreds of microseconds before
+// it yields), and a parked waiter on a VM is woken up to a millisecond
+// later, while the CPU it left stays idle. Spinning is kept to "always"
+// mode: there the export worker rarely needs b.mu (it reads the spool),
+// while from memory it takes b.mu for every batch and spinning loggers,
+// winning the lock over it, starved it (memory mode dropped 45-79 % of a
+// burst instead of 0-16 %).
 func (b *Buffer) lockAdd() {
 	if b.mu.TryLock() {
 		return
+	}
+	if b.spinLock {
+		start := time.Now()
+		for i := 1; ; i++ {
+			for range 32 {
+				spinDelay.Load() // a pause that the compiler keeps
+			}
+			if b.mu.TryLock() {
+				return
+			}
+			if i%16 == 0 && time.Since(start) > lockSpin {
+				break
+			}
+		}
 	}
 	for range 4 {
 		runtime.Gosched()
@@ -586,6 +616,12 @@ func (b *Buffer) lockAdd() {
 	}
 	b.mu.Lock()
 }
+
+// lockSpin is how long lockAdd spins (b.spinLock) before it yields.
+const lockSpin = 20 * time.Microsecond
+
+// spinDelay is only loaded: lockAdd's pause between attempts.
+var spinDelay atomic.Int32
 
 // maxInlineSpills bounds the batches one Add writes to the spool itself
 // when memory is full.
