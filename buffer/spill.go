@@ -172,12 +172,14 @@ type replay struct {
 	n       int
 	last    spool.Pos
 	hasLast bool
-	// carry holds records read ahead that belong to the next batch
-	// (another tenant), their payloads copied, since a NextViews payload
-	// is only valid until the next read. views is the slice NextViews
-	// fills, kept for its capacity.
-	carry []spool.Record
-	views []spool.Record
+	// pending holds the records read and not merged yet, oldest first:
+	// views of the spool's read-ahead block (viewing) while readReplay
+	// runs, copies when they are kept for the next batch (another
+	// tenant's). views is the slice NextViews fills, kept for its
+	// capacity.
+	pending []spool.Record
+	views   []spool.Record
+	viewing bool
 	// settledPart counts entries of the records from the first read to
 	// last that were already delivered or rejected (a *PartialError):
 	// only batch's entries are still to be sent.
@@ -299,48 +301,32 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 		merged.Streams[cur].Entries = append(merged.Streams[cur].Entries, e)
 		n++
 	}
-	// views are the records of the last NextViews not merged yet. They are
-	// read up to what the batch can take, so the loop ends with none left
-	// unless another tenant's record stops it.
-	var views []spool.Record
 	for size < b.cfg.BatchSize {
-		var rec spool.Record
-		carried := rp.carry // to put rec back
-		if len(rp.carry) > 0 {
-			rec = rp.carry[0]
-			rp.carry = rp.carry[1:]
-		} else {
-			if len(views) == 0 {
-				var err error
-				rp.views, err = b.sp.NextViews(rp.views[:0], maxViews, b.cfg.BatchSize-size)
-				views = rp.views
-				if err != nil {
-					var ce *spool.CorruptionError
-					if errors.As(err, &ce) {
-						b.errs.report(err)
-						continue
-					}
-					if !errors.Is(err, spool.ErrEmpty) {
-						b.errs.report(fmt.Errorf("read spool: %w", err))
-					}
-					break
+		if len(rp.pending) == 0 {
+			// Read up to what the batch can take: none is left over
+			// unless another tenant's record ends the batch.
+			var err error
+			rp.pending, err = b.sp.NextViews(rp.views[:0], maxViews, b.cfg.BatchSize-size)
+			rp.views, rp.viewing = rp.pending, true
+			if err != nil {
+				var ce *spool.CorruptionError
+				if errors.As(err, &ce) {
+					b.errs.report(err)
+					continue
 				}
+				if !errors.Is(err, spool.ErrEmpty) {
+					b.errs.report(fmt.Errorf("read spool: %w", err))
+				}
+				break
 			}
-			rec, views = views[0], views[1:]
 		}
-		payload, pos, entries := rec.Payload, rec.Pos, rec.Entries
+		payload, pos, entries := rp.pending[0].Payload, rp.pending[0].Pos, rp.pending[0].Entries
 		read = true
 		tenant, err := spool.BatchTenant(payload)
 		if err == nil && merged != nil && tenant != merged.Tenant {
-			// Another tenant: the record starts the next batch.
-			if len(views) == 0 && len(carried) > len(rp.carry) {
-				rp.carry = carried // rec was carried already
-			} else {
-				rp.carryViews(append([]spool.Record{rec}, views...))
-				views = nil
-			}
-			break
+			break // another tenant: the record starts the next batch
 		}
+		rp.pending = rp.pending[1:]
 		if err == nil {
 			err = rp.dec.Range(payload, merge) // all or nothing
 		}
@@ -360,7 +346,17 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 			runtime.Gosched()
 		}
 	}
-	rp.carryViews(views) // none, as said above; kept rather than lost
+	if rp.viewing && len(rp.pending) > 0 {
+		// Records kept for the next batch: copies, since the views are
+		// gone at the next read of the spool.
+		kept := make([]spool.Record, len(rp.pending))
+		for i, r := range rp.pending {
+			r.Payload = bytes.Clone(r.Payload)
+			kept[i] = r
+		}
+		rp.pending = kept
+	}
+	rp.viewing = false
 	if tooOld > 0 {
 		b.drop(ReasonTooOld, tooOld)
 		b.settle(tooOld)
@@ -368,7 +364,7 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	}
 	if !read {
 		b.mu.Lock()
-		if b.spoolGen == gen && !b.spilling && len(rp.carry) == 0 {
+		if b.spoolGen == gen && !b.spilling && len(rp.pending) == 0 {
 			b.spoolActive = false
 			b.flushWant = false
 		}
@@ -389,20 +385,6 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 
 // maxViews is the most records readReplay takes from one NextViews.
 const maxViews = 1024
-
-// carryViews keeps recs, records read but not merged, for the next batch:
-// copies of their payloads, in front of what rp carries already.
-func (rp *replay) carryViews(recs []spool.Record) {
-	if len(recs) == 0 {
-		return
-	}
-	kept := make([]spool.Record, 0, len(recs)+len(rp.carry))
-	for _, r := range recs {
-		r.Payload = bytes.Clone(r.Payload)
-		kept = append(kept, r)
-	}
-	rp.carry = append(kept, rp.carry...)
-}
 
 func (b *Buffer) ack(pos spool.Pos) {
 	if err := b.sp.Ack(pos); err != nil {

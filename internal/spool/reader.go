@@ -58,18 +58,17 @@ func (s *Spool) NextView() (Record, error) {
 // of once per record: appends, which take the same lock, wait less.
 func (s *Spool) NextViews(recs []Record, max, maxBytes int) ([]Record, error) {
 	s.mu.Lock()
-	rec, err := s.nextLocked(false)
-	if err == nil {
-		recs = append(recs, rec)
-		size := len(rec.Payload)
-		for n := 1; n < max && size < maxBytes; n++ {
-			rec, err := s.nextLocked(true)
-			if err != nil {
-				break // ErrEmpty, the end of the block, or an error the next call meets
+	var err error
+	for n, size := 0, 0; n == 0 || n < max && size < maxBytes; n++ {
+		var rec Record
+		if rec, err = s.nextLocked(n > 0); err != nil {
+			if n > 0 {
+				err = nil // the run ends; the next call meets what ended it
 			}
-			recs = append(recs, rec)
-			size += len(rec.Payload)
+			break
 		}
+		recs = append(recs, rec)
+		size += len(rec.Payload)
 	}
 	errs := s.takeErrs()
 	s.mu.Unlock()
@@ -301,7 +300,8 @@ func (s *Spool) writeCursor(seg uint64, off int64) error {
 	var b [cursorSize]byte
 	putCursor(b[:], seg, off)
 	if s.cursorInPlace {
-		if err := s.overwriteCursor(b[:]); err == nil {
+		// Overwritten in place; the directory does not change.
+		if err := s.putFile(s.path(cursorName), os.O_WRONLY, b[:]); err == nil {
 			return nil
 		}
 		s.cursorInPlace = false // its state is unknown: replace it below
@@ -313,10 +313,29 @@ func (s *Spool) writeCursor(seg uint64, off int64) error {
 	return nil
 }
 
-// overwriteCursor writes b over the existing cursor file and flushes it
-// (except in SyncNever). The directory does not change.
-func (s *Spool) overwriteCursor(b []byte) error {
-	f, err := s.fs.OpenFile(s.path(cursorName), os.O_WRONLY, 0)
+// replaceCursor replaces the cursor file atomically with one holding b:
+// a temporary file, flushed, renamed over it, and the directory flushed.
+func (s *Spool) replaceCursor(b []byte) error {
+	name := s.path(cursorName)
+	tmp := name + tmpSuffix
+	err := s.putFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, b)
+	if err == nil {
+		err = s.fs.Rename(tmp, name)
+	}
+	if err == nil && s.o.Sync != SyncNever {
+		err = s.fs.SyncDir(s.o.Dir)
+	}
+	if err != nil {
+		s.fs.Remove(tmp) // nothing left after a rename
+		return fmt.Errorf("write cursor: %w", err)
+	}
+	return nil
+}
+
+// putFile writes b at the start of the file name opened with flag and
+// flushes it (except in SyncNever).
+func (s *Spool) putFile(name string, flag int, b []byte) error {
+	f, err := s.fs.OpenFile(name, flag, 0o600)
 	if err != nil {
 		return err
 	}
@@ -331,40 +350,6 @@ func (s *Spool) overwriteCursor(b []byte) error {
 		err = cerr
 	}
 	return err
-}
-
-// replaceCursor replaces the cursor file atomically with one holding b:
-// a temporary file, flushed, renamed over it, and the directory flushed.
-func (s *Spool) replaceCursor(b []byte) error {
-	name := s.path(cursorName)
-	tmp := name + tmpSuffix
-	f, err := s.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write cursor: %w", err)
-	}
-	n, err := f.Write(b)
-	if err == nil && n != len(b) {
-		err = io.ErrShortWrite
-	}
-	if err == nil && s.o.Sync != SyncNever {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = s.fs.Rename(tmp, name)
-	}
-	if err != nil {
-		s.fs.Remove(tmp)
-		return fmt.Errorf("write cursor: %w", err)
-	}
-	if s.o.Sync != SyncNever {
-		if err := s.fs.SyncDir(s.o.Dir); err != nil {
-			return fmt.Errorf("write cursor: sync dir: %w", err)
-		}
-	}
-	return nil
 }
 
 // Rewind makes Next start again at the oldest unacknowledged record, for a
