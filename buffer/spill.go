@@ -252,10 +252,11 @@ func (b *Buffer) replayStep(rp *replay) step {
 // BatchSize bytes and one tenant. Entries older than MaxAge are dropped
 // here. It reports whether the spool had nothing to read.
 //
-// Records are read with NextView and decoded with BatchDecoder.Range: no
-// allocation per record. Their strings alias the spool's read-ahead block,
-// valid until the next NextView, so merge copies what the batch keeps:
-// lines and metadata into rp.arena, labels and tenant once per batch.
+// Records are read in runs with NextViews (one lock per run) and decoded
+// with BatchDecoder.Range: no allocation per record. Their strings alias
+// the spool's read-ahead block, valid until the next read, so merge copies
+// what the batch keeps: lines and metadata into rp.arena, labels and tenant
+// once per batch.
 func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	b.mu.Lock()
 	gen := b.spoolGen
