@@ -322,12 +322,14 @@ func (s *Spool) replaceCursor(b []byte) error {
 	if err == nil {
 		err = s.fs.Rename(tmp, name)
 	}
-	if err == nil && s.o.Sync != SyncNever {
-		err = s.fs.SyncDir(s.o.Dir)
-	}
 	if err != nil {
-		s.fs.Remove(tmp) // nothing left after a rename
+		s.fs.Remove(tmp)
 		return fmt.Errorf("write cursor: %w", err)
+	}
+	if s.o.Sync != SyncNever {
+		if err := s.fs.SyncDir(s.o.Dir); err != nil {
+			return fmt.Errorf("write cursor: sync dir: %w", err)
+		}
 	}
 	return nil
 }
