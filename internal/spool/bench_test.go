@@ -36,6 +36,26 @@ func BenchmarkAppend(b *testing.B) {
 			})
 		}
 	}
+	// "always" mode's append: a frame built (PutFrame) before the call,
+	// copied into the mapping under the spool's lock.
+	b.Run("frame/mmap/never", func(b *testing.B) {
+		if !mmapSupported {
+			b.Skip("no mmap writer on this system")
+		}
+		s, err := Open(Options{Dir: b.TempDir(), Sync: SyncNever})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		frame := frameOf(b, p, 1, 1)
+		b.ReportAllocs()
+		b.SetBytes(int64(len(p)))
+		for b.Loop() {
+			if _, err := s.AppendFrameMark(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("baseline/os.File.Write", func(b *testing.B) {
 		f, err := os.OpenFile(filepath.Join(b.TempDir(), "plain"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {

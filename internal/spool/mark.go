@@ -183,6 +183,12 @@ func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
 	}
 	entries, ts := int(h.entries), h.ts
 	frameLen := int64(len(frame))
+	s.mu.Lock()
+	if m, ok := s.appendFrameFast(frame, entries, ts); ok {
+		s.mu.Unlock()
+		return m, nil
+	}
+	s.mu.Unlock()
 	return s.appendMarked(func() error {
 		if err := s.makeTail(frameLen); err != nil {
 			return err
@@ -192,4 +198,27 @@ func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
 		}
 		return s.writeFrame(frame, entries, ts)
 	})
+}
+
+// appendFrameFast writes frame through the writer's mapping when the copy
+// is all there is to do: the frame fits the segment and its mapping, no
+// segment is to be deleted (MaxBytes), the resident window does not move,
+// nothing waits to be flushed or reported. This is "always" mode's
+// append, made under the buffer's lock for every log record: it keeps off
+// the general path's indirect calls. ok is false, with nothing counted,
+// when the general path must run; a fault in the copy leaves it to that
+// path too (which writes the same bytes again and handles the fault).
+// Callers hold s.mu.
+func (s *Spool) appendFrameFast(frame []byte, entries int, ts int64) (m Mark, ok bool) {
+	g, n := s.wseg, int64(len(frame))
+	if g == nil || s.wmap == nil || s.closed || g.records == 0 || s.o.Sync == SyncBatch || len(s.errs) > 0 ||
+		n > writeStep || g.size+n > s.o.SegmentSize || g.size+n > int64(len(s.wmap)) ||
+		s.bytes+n > s.o.MaxBytes || s.pr != nil && g.size+n >= s.pr.nextWin {
+		return m, false
+	}
+	if copyMapped(s.wmap[g.size:g.size+n], frame) != nil {
+		return m, false
+	}
+	s.appended(g, n, entries, ts)
+	return Mark{Segment: g.num, End: g.size, Records: g.records, Entries: g.entries, SpoolBytes: s.bytes}, true
 }

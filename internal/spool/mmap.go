@@ -105,6 +105,22 @@ func writeMapped(b []byte, fill func([]byte)) (err error) {
 	return nil
 }
 
+// copyMapped is writeMapped(dst, copy from src) without the indirect call.
+func copyMapped(dst, src []byte) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(interface{ Addr() uintptr }); !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("%w: %v", errMapFault, r)
+		}
+	}()
+	copy(dst, src)
+	return nil
+}
+
 // putFrameMapped writes a frame into b, a part of the writer's mapping,
 // like putFrameHeader after copying the payload, turning a fault into an
 // error.

@@ -246,6 +246,33 @@ func TestMmapFault(t *testing.T) {
 	}
 }
 
+// TestMmapFaultFrame is TestMmapFault for "always" mode's append
+// (AppendFrameMark), whose copy into the mapping has a path of its own:
+// the fault is returned once, counted once, and the next record goes to a
+// new segment.
+func TestMmapFaultFrame(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir, Sync: SyncNever})
+	for i := range 3 {
+		if _, err := s.AppendFrameMark(frameOf(t, payload(i, 100), 1, int64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Truncate(filepath.Join(dir, segmentName(1)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendFrameMark(frameOf(t, payload(3, 100), 1, 3)); !errors.Is(err, errMapFault) {
+		t.Fatalf("AppendFrameMark after the file was cut = %v, want a fault error", err)
+	}
+	m, err := s.AppendFrameMark(frameOf(t, payload(4, 100), 1, 4))
+	if err != nil {
+		t.Fatalf("AppendFrameMark in a new segment: %v", err)
+	}
+	if st := s.Stats(); st.Segments != 2 || st.WriteErrors != 1 || m.Segment != 2 || m.Records != 1 {
+		t.Fatalf("after the fault: %+v, mark %+v", st, m)
+	}
+}
+
 // A spool left by the mmap writer's crash (a preallocated zero tail) is
 // opened by the write path, as a buffer in "spill" mode does after a run
 // in "always" mode, and the other way round: every record is read back,
