@@ -3,7 +3,7 @@
 // FAIL. Run it from the bench module:
 //
 //	cd bench && go run ./cmd/benchrun
-//	cd bench && go run ./cmd/benchrun -records=100000 -outage=2s -steady=6s -benchtime=200ms -count=1   # smoke run
+//	cd bench && go run ./cmd/benchrun -records=100000 -outage=2s -steady=6s -steady-rounds=1 -benchtime=200ms -count=1   # smoke run
 //
 // It starts the receiver (a separate process on 127.0.0.1) and runs every
 // measurement of a contestant in a child process of its own (benchrun
@@ -51,8 +51,9 @@ type options struct {
 	spillRuns int
 	// The steady run: o.steadyRate records per second in total for
 	// o.steady, with the outage in the middle.
-	steady     time.Duration
-	steadyRate uint64
+	steady       time.Duration
+	steadyRate   uint64
+	steadyRounds int
 
 	// Child roles.
 	role        string
@@ -75,6 +76,7 @@ func main() {
 	flag.StringVar(&o.skip, "skip", "", "comma-separated sections to skip: handle, delivery, outage, steady, spill, footprint")
 	flag.DurationVar(&o.steady, "steady", 20*time.Second, "logging time of the steady runs, at -steady-rate with the -outage in the middle (0: no steady runs)")
 	flag.Uint64Var(&o.steadyRate, "steady-rate", 20_000, "records per second, in total, that the steady runs log")
+	flag.IntVar(&o.steadyRounds, "steady-rounds", 3, "steady runs of the floor and of lokislog's contestants, round robin; the run with the median slowest call during the outage is reported, every run's figures with it (the peers run once)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (child logs, spools)")
 	flag.StringVar(&o.dir, "dir", "", "work directory, on the disk to measure (default: a new directory under $TMPDIR)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the raw results to this JSON `file`")
@@ -130,12 +132,16 @@ type results struct {
 	NormalPS  map[string]childStats     `json:"normal_process"`
 	Outage    map[string]runResult      `json:"outage"`
 	OutagePS  map[string]childStats     `json:"outage_process"`
-	// Steady is the steady run (fixed rate, outage in the middle).
-	Steady    map[string]steadyResult `json:"steady"`
-	SteadyPS  map[string]childStats   `json:"steady_process"`
-	SeqWrite  *seqWrite               `json:"seq_write,omitempty"`
-	Footprint map[string]footprint    `json:"footprint"`
-	Errors    []string                `json:"errors"`
+	// Steady is the steady run (fixed rate, outage in the middle): of
+	// several rounds, the one with the median slowest call during the
+	// outage; SteadyAll has every round, in order.
+	Steady    map[string]steadyResult   `json:"steady"`
+	SteadyPS  map[string]childStats     `json:"steady_process"`
+	SteadyAll map[string][]steadyResult `json:"steady_all"`
+	steadyPS  map[string][]childStats
+	SeqWrite  *seqWrite            `json:"seq_write,omitempty"`
+	Footprint map[string]footprint `json:"footprint"`
+	Errors    []string             `json:"errors"`
 	// Lean is true when lokislog and the floor ran in a binary without the
 	// peers' code (-tags nopeers).
 	Lean bool `json:"lean"`
@@ -202,12 +208,13 @@ func runTo(o *options, out io.Writer) (*results, error) {
 		Options: map[string]string{
 			"records": fmt.Sprint(o.records), "outage": o.outage.String(), "benchtime": o.benchtime,
 			"count": fmt.Sprint(o.count), "workers": fmt.Sprint(contest.Workers),
-			"steady": o.steady.String(), "steady_rate": fmt.Sprint(o.steadyRate),
+			"steady": o.steady.String(), "steady_rate": fmt.Sprint(o.steadyRate), "steady_rounds": fmt.Sprint(o.steadyRounds),
 		},
 		Handle: map[string]handleResult{}, HandleAll: map[string][]handleResult{},
 		Normal: map[string]runResult{}, NormalPS: map[string]childStats{},
 		Outage: map[string]runResult{}, OutagePS: map[string]childStats{},
 		Steady: map[string]steadyResult{}, SteadyPS: map[string]childStats{},
+		SteadyAll: map[string][]steadyResult{}, steadyPS: map[string][]childStats{},
 		Footprint: map[string]footprint{}, ReceiverCPU: map[string]time.Duration{},
 		Spill: map[string]spillResult{}, SpillSeq: map[string]seqWrite{},
 		SpillRates: map[string][]float64{}, SpillSeqRates: map[string][]float64{},
@@ -271,9 +278,14 @@ func runTo(o *options, out io.Writer) (*results, error) {
 		}
 	}
 	if o.steady > 0 && !slices.Contains(skip, "steady") {
-		for _, c := range contestants {
-			p.steadyRun(c)
+		for round := range max(1, o.steadyRounds) {
+			for _, c := range contestants {
+				if round == 0 || c.Name == contest.JSONDiscard || slices.Contains(lokislogs, c.Name) {
+					p.steadyRun(c, round)
+				}
+			}
 		}
+		p.steadyMedians()
 	}
 	if !slices.Contains(skip, "spill") {
 		p.spillThroughput()

@@ -44,7 +44,7 @@ func TestSmoke(t *testing.T) {
 		stall: 10 * time.Second, timeout: time.Minute, dir: t.TempDir(),
 		only: strings.Join([]string{contest.LokislogMemory, contest.LokislogSpill, contest.LokislogAlways}, ","),
 		skip: "footprint", spillMin: 30_000,
-		steady: 1500 * time.Millisecond, steadyRate: 2000,
+		steady: 1500 * time.Millisecond, steadyRate: 2000, steadyRounds: 2,
 	}
 	var out bytes.Buffer
 	r, err := runTo(o, &out)
@@ -84,6 +84,9 @@ func TestSmoke(t *testing.T) {
 		if !ok {
 			t.Errorf("%s: no steady result", name)
 			continue
+		}
+		if runs := r.SteadyAll[name]; len(runs) != o.steadyRounds || runs[medianRound(runs)].OutageMaxCall != x.OutageMaxCall {
+			t.Errorf("%s: %d steady runs (want %d), the reported one not their median", name, len(runs), o.steadyRounds)
 		}
 		if x.Records != x.Scheduled || x.Scheduled != steadyRecords(o) || x.Capped {
 			t.Errorf("%s steady: logged %d of %d scheduled (want %d), capped %v", name, x.Records, x.Scheduled, steadyRecords(o), x.Capped)
@@ -139,5 +142,29 @@ func TestDurHist(t *testing.T) {
 	}
 	if got := h.quantile(0.9999, 9*time.Millisecond); got != 9*time.Millisecond {
 		t.Errorf("quantile above the measured maximum = %v, want the maximum", got)
+	}
+}
+
+// TestMedianRound picks the run with the median slowest call during the
+// outage, the higher middle one of an even count; equal ones keep their order.
+func TestMedianRound(t *testing.T) {
+	ms := func(d ...int) []steadyResult {
+		var out []steadyResult
+		for _, v := range d {
+			var x steadyResult
+			x.OutageMaxCall = time.Duration(v) * time.Millisecond
+			out = append(out, x)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		runs []steadyResult
+		want int
+	}{
+		{nil, -1}, {ms(5), 0}, {ms(3, 1, 2), 2}, {ms(9, 1, 4), 2}, {ms(1, 9, 4, 2), 2}, {ms(2, 2, 2), 1}, {ms(7, 1), 0},
+	} {
+		if got := medianRound(c.runs); got != c.want {
+			t.Errorf("medianRound(%v) = %d, want %d", c.runs, got, c.want)
+		}
 	}
 }

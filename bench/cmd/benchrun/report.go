@@ -183,8 +183,14 @@ func report(w io.Writer, r *results) {
 				continue
 			}
 			un := unlogged(kind, name)
-			row(t, fmt.Sprintf("%d of %d%s", x.Delivered, x.Records, un), fmt.Sprintf("%.4f", float64(x.Delivered)/float64(x.Records)),
-				x.Delivered == x.Records && un == "")
+			ok, note := true, ""
+			if kind == "steady" {
+				ok, note = steadyRoundsHold(r, name, func(x steadyResult) (bool, string) {
+					return x.Delivered == x.Records && x.Records == x.Scheduled, fmt.Sprintf("%d of %d", x.Delivered, x.Scheduled)
+				})
+			}
+			row(t, fmt.Sprintf("%d of %d%s%s", x.Delivered, x.Records, un, note), fmt.Sprintf("%.4f", float64(x.Delivered)/float64(x.Records)),
+				x.Delivered == x.Records && un == "" && ok)
 		}
 	}
 	for _, kind := range []string{"normal", "outage", "steady"} {
@@ -196,8 +202,15 @@ func report(w io.Writer, r *results) {
 		}
 		miss := x.Records - x.Delivered
 		un := unlogged(kind, contest.LokislogMemory)
-		row(t, fmt.Sprintf("%d dropped, %d missing (%s delivered)%s", x.CountedDrops, miss, share(x.Delivered, x.Records), un), "",
-			x.CountedDrops == miss && un == "")
+		ok, note := true, ""
+		if kind == "steady" {
+			ok, note = steadyRoundsHold(r, contest.LokislogMemory, func(x steadyResult) (bool, string) {
+				return x.CountedDrops == x.Records-x.Delivered && x.Records == x.Scheduled,
+					fmt.Sprintf("%d dropped, %d missing", x.CountedDrops, x.Scheduled-x.Delivered)
+			})
+		}
+		row(t, fmt.Sprintf("%d dropped, %d missing (%s delivered)%s%s", x.CountedDrops, miss, share(x.Delivered, x.Records), un, note), "",
+			x.CountedDrops == miss && un == "" && ok)
 	}
 	floorRate := 0.0
 	if floorNOK && floorN.Delivery > 0 {
@@ -290,11 +303,18 @@ func report(w io.Writer, r *results) {
 		if x.Capped {
 			m += " (" + strings.TrimPrefix(cappedNote(x), ", ") + ")"
 		}
+		ok, rounds := steadyRoundsHold(r, name, func(x steadyResult) (bool, string) {
+			return !x.Capped && x.Records == x.Scheduled, dur(x.OutageMaxCall)
+		})
+		if rounds != "" {
+			m = "median run: " + m + rounds
+		}
 		if floorSOK {
-			m += fmt.Sprintf(" (floor, same window of the same schedule: %s, %d > 1 ms)", dur(floorS.OutageMaxCall), floorS.OutageCallsOver1ms)
+			_, fr := steadyRoundsHold(r, contest.JSONDiscard, func(x steadyResult) (bool, string) { return true, dur(x.OutageMaxCall) })
+			m += fmt.Sprintf(" (floor, same window of the same schedule: %s, %d > 1 ms%s)", dur(floorS.OutageMaxCall), floorS.OutageCallsOver1ms, fr)
 		}
 		row(t, m, fmt.Sprintf("%.2f×", float64(x.OutageMaxCall)/float64(targetSlowestCall)),
-			x.OutageMaxCall <= targetSlowestCall && !x.Capped && x.Records == x.Scheduled)
+			x.OutageMaxCall <= targetSlowestCall && !x.Capped && x.Records == x.Scheduled && ok)
 	}
 	for _, name := range lokislogs {
 		x, ok := r.Steady[name]
@@ -379,6 +399,24 @@ func slowestAt(x steadyResult) string {
 	return fmt.Sprintf("%s (%.2f s)", dur(x.MaxCall), x.MaxCallAt.Seconds())
 }
 
+// steadyRoundsHold checks every steady run of name (all rounds): ok is
+// whether check holds for each, note lists what check says of each, in
+// order ("" with a single round).
+func steadyRoundsHold(r *results, name string, check func(steadyResult) (bool, string)) (ok bool, note string) {
+	runs := r.SteadyAll[name]
+	ok = true
+	var each []string
+	for _, x := range runs {
+		good, s := check(x)
+		ok = ok && good
+		each = append(each, s)
+	}
+	if len(runs) > 1 {
+		note = fmt.Sprintf("; its %d runs: %s", len(runs), strings.Join(each, ", "))
+	}
+	return ok, note
+}
+
 // runsOf returns the delivery results of one kind of run: "normal",
 // "outage" or "steady".
 func runsOf(r *results, kind string) map[string]runResult {
@@ -416,10 +454,29 @@ func reportSteady(w io.Writer, r *results) {
 	fmt.Fprintf(w, "| contestant | logged | logging took | behind schedule (max) | slowest call (began at) | slowest during the outage | calls > 1 ms (during the outage) | p99.9 | p99.99 | delivered |\n")
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range contest.All {
-		x, ok := r.Steady[c.Name]
-		if !ok {
-			continue
+		runs := r.SteadyAll[c.Name]
+		if len(runs) == 0 {
+			if x, ok := r.Steady[c.Name]; ok {
+				runs = []steadyResult{x}
+			}
 		}
+		median := medianRound(runs)
+		for i, x := range runs {
+			label := "`" + c.Name + "`"
+			if len(runs) > 1 {
+				label += fmt.Sprintf(" run %d", i+1)
+				if i == median {
+					label += " (median, reported)"
+				}
+			}
+			steadyRow(w, label, c.Ships, x)
+		}
+	}
+}
+
+// steadyRow writes one steady run's row.
+func steadyRow(w io.Writer, label string, ships bool, x steadyResult) {
+	{
 		logged := fmt.Sprint(x.Records)
 		if x.Records < x.Scheduled {
 			logged = fmt.Sprintf("%d of %d", x.Records, x.Scheduled)
@@ -429,10 +486,10 @@ func reportSteady(w io.Writer, r *results) {
 			took += " (" + strings.TrimPrefix(cappedNote(x), ", ") + ")"
 		}
 		delivered := fmt.Sprintf("%s (%s)", share(x.Delivered, x.Records), x.Ended)
-		if !c.Ships {
+		if !ships {
 			delivered = "– (local)"
 		}
-		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | %s | %d (%d) | %s | %s | %s |\n", c.Name, logged, took, dur(x.MaxLag),
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d (%d) | %s | %s | %s |\n", label, logged, took, dur(x.MaxLag),
 			slowestAt(x), dur(x.OutageMaxCall), x.CallsOver1ms, x.OutageCallsOver1ms, dur(x.P999), dur(x.P9999), delivered)
 	}
 }

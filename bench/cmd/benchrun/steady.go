@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -379,13 +380,16 @@ func childSteady(o *options) error {
 }
 
 // steadyRun runs contestant c's steady run in a child process.
-func (p *parent) steadyRun(c contest.Contestant) {
+func (p *parent) steadyRun(c contest.Contestant, round int) {
 	name := "steady-" + c.Name
+	if round > 0 {
+		name += fmt.Sprintf("-%d", round+1)
+	}
 	recv0, recvOK := procCPU(p.recv.Pid())
 	b, cs, err := p.child(name, p.binary(c), "-role=steady", "-contestant="+c.Name,
 		"-steady="+p.o.steady.String(), fmt.Sprintf("-steady-rate=%d", p.o.steadyRate), "-outage="+p.o.outage.String(),
 		"-stall="+p.o.stall.String(), "-timeout="+p.o.timeout.String(), "-profile="+p.profileBase(name))
-	if recv1, ok := procCPU(p.recv.Pid()); ok && recvOK {
+	if recv1, ok := procCPU(p.recv.Pid()); ok && recvOK && round == 0 {
 		p.res.ReceiverCPU["steady/"+c.Name] = recv1 - recv0
 	}
 	var r steadyResult
@@ -393,18 +397,43 @@ func (p *parent) steadyRun(c contest.Contestant) {
 		err = json.Unmarshal(b, &r)
 	}
 	if err != nil {
-		p.fail("steady run %s: %v", c.Name, err)
+		p.fail("steady run %s (round %d): %v", c.Name, round+1, err)
 		return
 	}
-	logf("steady %-18s logged %d/%d in %v (behind by at most %v%s); slowest call %v at %v (during the outage, from %v: %v), %d calls > 1ms, p99.9 %v, p99.99 %v; delivered %d (%s), cpu %v",
-		c.Name, r.Records, r.Scheduled, r.LoggingTime.Round(time.Millisecond), r.MaxLag.Round(time.Microsecond), cappedNote(r),
+	logf("steady %-18s round %d: logged %d/%d in %v (behind by at most %v%s); slowest call %v at %v (during the outage, from %v: %v), %d calls > 1ms, p99.9 %v, p99.99 %v; delivered %d (%s), cpu %v",
+		c.Name, round+1, r.Records, r.Scheduled, r.LoggingTime.Round(time.Millisecond), r.MaxLag.Round(time.Microsecond), cappedNote(r),
 		r.MaxCall, r.MaxCallAt.Round(time.Millisecond), r.OutageAt.Round(time.Millisecond), r.OutageMaxCall, r.CallsOver1ms, r.P999, r.P9999, r.Delivered, r.Ended, cs.CPU.Round(time.Millisecond))
 	if r.Lokislog != nil {
 		logf("  lokislog stats: enqueued %d exported %d spilled %d replayed %d dropped %v requests %d retries %d",
 			r.Lokislog.Enqueued, r.Lokislog.Exported, r.Lokislog.Spilled, r.Lokislog.Replayed, r.Lokislog.Dropped,
 			r.Lokislog.Requests, r.Lokislog.Retries)
 	}
-	p.res.Steady[c.Name], p.res.SteadyPS[c.Name] = r, cs
+	p.res.SteadyAll[c.Name] = append(p.res.SteadyAll[c.Name], r)
+	p.res.steadyPS[c.Name] = append(p.res.steadyPS[c.Name], cs)
+}
+
+// steadyMedians picks, for each contestant, the steady round whose slowest
+// call during the outage is the median (the higher one of an even count) as
+// the reported steady run.
+func (p *parent) steadyMedians() {
+	for name, runs := range p.res.SteadyAll {
+		i := medianRound(runs)
+		p.res.Steady[name], p.res.SteadyPS[name] = runs[i], p.res.steadyPS[name][i]
+	}
+}
+
+// medianRound returns the index of the round with the median slowest call
+// during the outage; -1 when there is none.
+func medianRound(runs []steadyResult) int {
+	if len(runs) == 0 {
+		return -1
+	}
+	idx := make([]int, len(runs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(runs[a].OutageMaxCall, runs[b].OutageMaxCall) })
+	return idx[len(idx)/2]
 }
 
 func cappedNote(r steadyResult) string {
@@ -424,6 +453,9 @@ func checkSteady(o *options) error {
 	}
 	if o.steadyRate == 0 {
 		return errors.New("-steady-rate must be positive")
+	}
+	if o.steadyRounds < 1 {
+		return errors.New("-steady-rounds must be at least 1")
 	}
 	if n := steadyRecords(o); n == 0 || n > 1<<32 {
 		return fmt.Errorf("-steady-rate × -steady = %d records: want 1 to 2^32", n)
