@@ -211,7 +211,11 @@ type Buffer struct {
 	// enqueued counts the entries Add accepted; guarded by mu. It is a
 	// plain field: an atomic add after Unlock would pull one more shared
 	// cache line into every Add.
-	enqueued  uint64
+	enqueued uint64
+	// appended counts the entries Add wrote to the spool itself ("always"
+	// mode), for Stats.Spilled with the spiller's (spilled); guarded by
+	// mu, for the same reason.
+	appended  uint64
 	recovered uint64 // entries found in the spool at start
 	// leftSettled: entries of the records the worker read and left
 	// unacknowledged at Shutdown that were already delivered or rejected
@@ -223,7 +227,7 @@ type Buffer struct {
 	exported         atomic.Uint64
 	settled          atomic.Uint64 // entries that left the pipeline (any way)
 	exportErrors     atomic.Uint64
-	spilled          atomic.Uint64
+	spilled          atomic.Uint64 // by the spiller; see appended
 	replayed         atomic.Uint64
 	diskErrors       atomic.Uint64
 	dropMu           sync.Mutex
@@ -419,8 +423,8 @@ again:
 			// The spool is the queue: nothing in memory.
 			wake := b.unreadBytes >= b.cfg.BatchSize
 			b.enqueued++
+			b.appended++
 			b.mu.Unlock()
-			b.spilled.Add(1)
 			if wake {
 				b.signal()
 			}
@@ -432,8 +436,8 @@ again:
 			// queue alone.
 			b.switchToSpoolLocked()
 			b.enqueued++
+			b.appended++
 			b.mu.Unlock()
-			b.spilled.Add(1)
 			b.signal()
 			return nil
 		case err == nil:
@@ -442,7 +446,7 @@ again:
 			// order their records were written: another tenant's open
 			// batch is sealed first.
 			mark, marked = m, true
-			b.spilled.Add(1)
+			b.appended++
 			if len(b.open) > 1 || len(b.open) == 1 && b.open[tenant] == nil {
 				for t, ob := range b.open {
 					if t != tenant {
@@ -866,13 +870,13 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 // Stats returns a snapshot of the counters.
 func (b *Buffer) Stats() Stats {
 	b.mu.Lock()
-	enqueued := b.enqueued
+	enqueued, appended := b.enqueued, b.appended
 	b.mu.Unlock()
 	s := Stats{
 		Enqueued:     enqueued,
 		Exported:     b.exported.Load(),
 		ExportErrors: b.exportErrors.Load(),
-		Spilled:      b.spilled.Load(),
+		Spilled:      b.spilled.Load() + appended,
 		Replayed:     b.replayed.Load(),
 		DiskErrors:   b.diskErrors.Load(),
 		Dropped:      make(map[string]uint64),
