@@ -203,7 +203,8 @@ func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
 // appendFrameFast writes frame through the writer's mapping when the copy
 // is all there is to do: the frame fits the segment and its mapping, no
 // segment is to be deleted (MaxBytes), the resident window does not move,
-// nothing waits to be flushed or reported. This is "always" mode's
+// nothing waits to be flushed or reported, and the frame is copied in one
+// piece by the general path too (copyStep). This is "always" mode's
 // append, made under the buffer's lock for every log record: it keeps off
 // the general path's indirect calls. ok is false, with nothing counted,
 // when the general path must run; a fault in the copy leaves it to that
@@ -212,7 +213,7 @@ func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
 func (s *Spool) appendFrameFast(frame []byte, entries int, ts int64) (m Mark, ok bool) {
 	g, n := s.wseg, int64(len(frame))
 	if g == nil || s.wmap == nil || s.closed || g.records == 0 || s.o.Sync == SyncBatch || len(s.errs) > 0 ||
-		n > writeStep || g.size+n > s.o.SegmentSize || g.size+n > int64(len(s.wmap)) ||
+		n > copyStep || g.size+n > s.o.SegmentSize || g.size+n > int64(len(s.wmap)) ||
 		s.bytes+n > s.o.MaxBytes || s.pr != nil && g.size+n >= s.pr.nextWin {
 		return m, false
 	}
