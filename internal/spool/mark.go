@@ -26,13 +26,13 @@ func (s *Spool) AppendMark(payload []byte, entries int, ts int64) (Mark, error) 
 	if entries < 0 || uint64(entries) > math.MaxUint32 {
 		return Mark{}, fmt.Errorf("spool: append: entry count %d out of range", entries)
 	}
-	return s.appendMarked(func() error { return s.appendLocked(payload, entries, ts) })
+	s.mu.Lock()
+	return s.appendMarkedLocked(func() error { return s.appendLocked(payload, entries, ts) })
 }
 
-// appendMarked runs an append under s.mu and returns the Mark of the
-// record it wrote.
-func (s *Spool) appendMarked(appendLocked func() error) (Mark, error) {
-	s.mu.Lock()
+// appendMarkedLocked runs an append with s.mu held, releases s.mu and
+// returns the Mark of the record it wrote.
+func (s *Spool) appendMarkedLocked(appendLocked func() error) (Mark, error) {
 	err := appendLocked()
 	var m Mark
 	if err == nil {
@@ -188,8 +188,7 @@ func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
 		s.mu.Unlock()
 		return m, nil
 	}
-	s.mu.Unlock()
-	return s.appendMarked(func() error {
+	return s.appendMarkedLocked(func() error {
 		if err := s.makeTail(frameLen); err != nil {
 			return err
 		}
