@@ -47,13 +47,7 @@ func (s *Spool) createMapped(num uint64, name string, size int64) (ok bool, err 
 	}
 	m, err := s.mapFile(f, name, size)
 	if err == nil {
-		err = writeMapped(m[:headerSize], func(b []byte) { putHeader(b, num, time.Now().UnixNano()) })
-		if err == nil && s.o.Sync == SyncBatch {
-			// fsync flushes the pages written through the mapping.
-			if err = f.Sync(); err == nil {
-				err = s.fs.SyncDir(s.o.Dir)
-			}
-		}
+		err = s.startMapped(f, m, num)
 		if err != nil {
 			unmapSegment(m)
 		}
@@ -88,28 +82,29 @@ func (s *Spool) mapFile(f File, name string, size int64) ([]byte, error) {
 	return mapSegment(f, size)
 }
 
-// writeMapped runs fill on b, a part of a mapping, and turns a fault
-// (SIGBUS) into an error instead of a crash.
-func writeMapped(b []byte, fill func([]byte)) (err error) {
-	old := debug.SetPanicOnFault(true)
-	defer debug.SetPanicOnFault(old)
-	defer func() {
-		if r := recover(); r != nil {
-			if _, ok := r.(interface{ Addr() uintptr }); !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("%w: %v", errMapFault, r)
+// startMapped writes the header of segment num through m, its file f's
+// mapping, and in SyncBatch flushes f (fsync flushes the pages written
+// through the mapping) and the directory.
+func (s *Spool) startMapped(f File, m []byte, num uint64) error {
+	err := writeMapped(m[:headerSize], func(b []byte) { putHeader(b, num, time.Now().UnixNano()) })
+	if err == nil && s.o.Sync == SyncBatch {
+		if err = f.Sync(); err == nil {
+			err = s.fs.SyncDir(s.o.Dir)
 		}
-	}()
-	fill(b)
-	return nil
+	}
+	return err
 }
 
+// writeMapped runs fill on b, a part of a mapping, and turns a fault
+// (SIGBUS) into an error instead of a crash.
+func writeMapped(b []byte, fill func([]byte)) error { return onMapping(b, nil, fill) }
+
 // copyMapped is writeMapped(dst, copy from src) without the indirect call.
-// Its recover block repeats writeMapped's on purpose: folded into a shared
-// helper, it took the footprint service (bench/) a 4 KiB page over its
-// +1.0 MB bound.
-func copyMapped(dst, src []byte) (err error) {
+func copyMapped(dst, src []byte) error { return onMapping(dst, src, nil) }
+
+// onMapping copies src into b, or runs fill on b when fill is not nil,
+// turning a fault into an error.
+func onMapping(b, src []byte, fill func([]byte)) (err error) {
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
 	defer func() {
@@ -120,7 +115,11 @@ func copyMapped(dst, src []byte) (err error) {
 			err = fmt.Errorf("%w: %v", errMapFault, r)
 		}
 	}()
-	copy(dst, src)
+	if fill != nil {
+		fill(b)
+	} else {
+		copy(b, src)
+	}
 	return nil
 }
 

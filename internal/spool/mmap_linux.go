@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"syscall"
+	"unsafe"
 )
 
 // mmapSupported says whether this system has the mmap writer: Linux only.
@@ -77,13 +79,32 @@ func classifyFallocate(err error) error {
 // unmapSegment removes a mapping made by mapSegment.
 func unmapSegment(m []byte) error { return syscall.Munmap(m) }
 
-// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
-const madvPopulateWrite = 23
+// populate faults in every page of a fresh mapping writable, as the
+// writer's copies would: they then take no page fault. It touches the
+// pages from Go (touchPages) rather than asking the kernel to
+// (MADV_POPULATE_WRITE): the page faults then run on the preparer's
+// thread while it holds its P, instead of on a thread in a system call
+// that the scheduler no longer counts, which took a CPU from the logging
+// goroutines on a busy machine, the one holding the buffer's lock
+// included. A fault (SIGBUS) ends it; the writer meets the same page.
+func populate(m []byte) { _ = writeMapped(m, touchPages) }
 
-// populate faults in every page of a fresh mapping writable, as writing
-// to it would, without writing: later writes take no page fault. Older
-// kernels refuse the advice (EINVAL); the writes then fault as before.
-func populate(m []byte) { _ = syscall.Madvise(m, madvPopulateWrite) }
+// populateFirst faults in m writable in a system call
+// (MADV_POPULATE_WRITE, Linux 5.14; older kernels refuse it and the touch
+// of a later step, or the writer, takes the fault). A thread in a system
+// call is one the Go scheduler replaces: populateFirst is for the first
+// step of a new file, whose first fault takes milliseconds.
+func populateFirst(m []byte) { _ = syscall.Madvise(m, 23) }
+
+// touchPages makes each page of m present and writable: a compare-and-swap
+// of zero with zero on a word of each 4 KiB is a write access that changes
+// nothing, even where the writer has already filled that word. (m starts
+// on a page boundary: populate gets whole windows.)
+func touchPages(m []byte) {
+	for i := 0; i+4 <= len(m); i += 4 << 10 {
+		atomic.CompareAndSwapUint32((*uint32)(unsafe.Pointer(&m[i])), 0, 0)
+	}
+}
 
 // release unmaps the pages of a range of a shared file mapping that the
 // writer has passed (MADV_DONTNEED): dirty pages keep their data in the

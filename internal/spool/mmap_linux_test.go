@@ -4,6 +4,7 @@ package spool
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -297,5 +298,64 @@ func TestWriterChangeAcrossRestart(t *testing.T) {
 	}
 	if st := s3.Stats(); st.CorruptSegments != 0 {
 		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// TestPopulate checks the preparer's populate: every page of the range
+// becomes resident, the words a writer already filled keep their values
+// (the touch writes nothing), and a fault (the file cut behind the
+// mapping) ends it without a crash. populateFirst, the kernel's
+// population of a new file's first step, makes its pages resident too.
+func TestPopulate(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 1 << 20
+	m, err := mapSegment(f, size)
+	if err != nil {
+		t.Skipf("no mapping on this filesystem: %v", err)
+	}
+	defer unmapSegment(m)
+	want := make([]byte, size)
+	for _, off := range []int{0, 4 << 10, 4<<10 + 2, 64 << 10, size - 4<<10} {
+		m[off], want[off] = 0xA5, 0xA5 // as if the writer had been there
+	}
+	before := mappingRss(t, m)
+	populate(m)
+	if after := mappingRss(t, m); after < size {
+		t.Fatalf("after populate %d KiB of the %d KiB mapping resident (before: %d KiB)", after>>10, size>>10, before>>10)
+	}
+	if !bytes.Equal(m, want) {
+		i := 0
+		for m[i] == want[i] {
+			i++
+		}
+		t.Fatalf("populate changed byte %d: %#x, want %#x", i, m[i], want[i])
+	}
+
+	if err := f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	populate(m) // every page past the end now faults (SIGBUS)
+	if err := writeMapped(m, touchPages); !errors.Is(err, errMapFault) {
+		t.Fatalf("touching a cut mapping = %v, want a fault error", err)
+	}
+
+	// The first step of a new file is the kernel's (MADV_POPULATE_WRITE).
+	g, err := os.Create(filepath.Join(t.TempDir(), "seg2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	m2, err := mapSegment(g, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unmapSegment(m2)
+	populateFirst(m2[:adviseStep])
+	if rss := mappingRss(t, m2); rss < adviseStep {
+		t.Skipf("populateFirst left %d KiB of %d KiB resident: this kernel refuses MADV_POPULATE_WRITE (Linux 5.14 or later)", rss>>10, adviseStep>>10)
 	}
 }

@@ -14,4 +14,6 @@ func unmapSegment([]byte) error { return nil }
 
 func populate([]byte) {}
 
+func populateFirst([]byte) {}
+
 func release([]byte) {}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 )
 
 // prepName is the file of a segment prepared ahead of time. It ends in
@@ -16,8 +15,8 @@ const prepName = "next" + tmpSuffix
 // that Append holds, by one goroutine (the preparer):
 //
 //   - the next segment's file is created, preallocated (fallocate), mapped
-//     and its first pages faulted in writable (MADV_POPULATE_WRITE), so
-//     that writes through the fresh mapping take no page fault;
+//     and its first pages faulted in writable (populate), so that writes
+//     through the fresh mapping take no page fault;
 //   - as the writer moves on, the pages ahead of it are faulted in and
 //     the ones behind it released (see moveWindow);
 //   - the mappings of rolled segments are unmapped.
@@ -209,16 +208,21 @@ func (s *Spool) prepare() (*prepared, error) {
 		s.fs.Remove(name)
 		return nil, err
 	}
-	inSteps(m[:min(len(m), lead*window)], populate)
+	// The first page fault of a new file takes milliseconds (against tens
+	// of microseconds for each later step): the kernel takes it
+	// (populateFirst) on a thread that leaves this P to the loggers.
+	first := m[:min(len(m), adviseStep)]
+	populateFirst(first)
+	inSteps(m[len(first):min(len(m), lead*window)], populate)
 	return &prepared{f: f, m: m}, nil
 }
 
 // adviseStep is the most of a mapping one populate or release call covers.
 // Between calls the preparer yields its P (runtime.Gosched): a logging
 // goroutine woken meanwhile on the same P, which is every one of them
-// with GOMAXPROCS=1 (a container limited to one CPU or less), waits for
-// one step, about 0.1-0.2 ms of faulting in pages, not for a whole window.
-const adviseStep = 256 << 10
+// with GOMAXPROCS=1, waits for one step, 30-40 µs of page faults here
+// (populate holds the P while it touches pages), not for a whole window.
+const adviseStep = 64 << 10
 
 // inSteps calls f on m in pieces of adviseStep bytes, yielding between.
 func inSteps(m []byte, f func([]byte)) {
@@ -251,12 +255,7 @@ func (s *Spool) takePrepared(frameLen int64) bool {
 	name := s.path(segmentName(num))
 	err := s.fs.Rename(s.path(prepName), name)
 	if err == nil {
-		err = writeMapped(p.m[:headerSize], func(b []byte) { putHeader(b, num, time.Now().UnixNano()) })
-		if err == nil && s.o.Sync == SyncBatch {
-			if err = p.f.Sync(); err == nil {
-				err = s.fs.SyncDir(s.o.Dir)
-			}
-		}
+		err = s.startMapped(p.f, p.m, num)
 		if err != nil {
 			// A zero or torn header in the newest segment: Open removes it
 			// if this removal fails too.
