@@ -99,7 +99,7 @@ func populateFirst(m []byte) { _ = syscall.Madvise(m, 23) }
 // touchPages makes each page of m present and writable: a compare-and-swap
 // of zero with zero on a word of each 4 KiB is a write access that changes
 // nothing, even where the writer has already filled that word. (m starts
-// on a page boundary: populate gets whole windows.)
+// on a page boundary: populate gets windows, in 64 KiB steps.)
 func touchPages(m []byte) {
 	for i := 0; i+4 <= len(m); i += 4 << 10 {
 		atomic.CompareAndSwapUint32((*uint32)(unsafe.Pointer(&m[i])), 0, 0)

@@ -476,22 +476,20 @@ func reportSteady(w io.Writer, r *results) {
 
 // steadyRow writes one steady run's row.
 func steadyRow(w io.Writer, label string, ships bool, x steadyResult) {
-	{
-		logged := fmt.Sprint(x.Records)
-		if x.Records < x.Scheduled {
-			logged = fmt.Sprintf("%d of %d", x.Records, x.Scheduled)
-		}
-		took := dur(x.LoggingTime)
-		if x.Capped {
-			took += " (" + strings.TrimPrefix(cappedNote(x), ", ") + ")"
-		}
-		delivered := fmt.Sprintf("%s (%s)", share(x.Delivered, x.Records), x.Ended)
-		if !ships {
-			delivered = "– (local)"
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d (%d) | %s | %s | %s |\n", label, logged, took, dur(x.MaxLag),
-			slowestAt(x), dur(x.OutageMaxCall), x.CallsOver1ms, x.OutageCallsOver1ms, dur(x.P999), dur(x.P9999), delivered)
+	logged := fmt.Sprint(x.Records)
+	if x.Records < x.Scheduled {
+		logged = fmt.Sprintf("%d of %d", x.Records, x.Scheduled)
 	}
+	took := dur(x.LoggingTime)
+	if x.Capped {
+		took += " (" + strings.TrimPrefix(cappedNote(x), ", ") + ")"
+	}
+	delivered := fmt.Sprintf("%s (%s)", share(x.Delivered, x.Records), x.Ended)
+	if !ships {
+		delivered = "– (local)"
+	}
+	fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d (%d) | %s | %s | %s |\n", label, logged, took, dur(x.MaxLag),
+		slowestAt(x), dur(x.OutageMaxCall), x.CallsOver1ms, x.OutageCallsOver1ms, dur(x.P999), dur(x.P9999), delivered)
 }
 
 func share(n, of uint64) string {
