@@ -305,10 +305,17 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	for size < b.cfg.BatchSize {
 		if len(rp.pending) == 0 {
 			// Read up to what the batch can take: none is left over
-			// unless another tenant's record ends the batch.
+			// unless another tenant's record ends the batch. A record
+			// that does not fit a batch begun already is left in the
+			// spool for the next one (a spilled batch is a record of up
+			// to BatchSize bytes: two in one request would double what
+			// encoding it holds in memory).
 			var err error
-			rp.pending, err = b.sp.NextViews(rp.views[:0], maxViews, b.cfg.BatchSize-size)
+			rp.pending, err = b.sp.NextViews(rp.views[:0], maxViews, b.cfg.BatchSize-size, merged == nil)
 			rp.views, rp.viewing = rp.pending, true
+			if err == nil && len(rp.pending) == 0 {
+				break
+			}
 			if err != nil {
 				var ce *spool.CorruptionError
 				if errors.As(err, &ce) {

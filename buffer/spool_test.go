@@ -102,6 +102,56 @@ func TestSpillDuringOutageThenDrain(t *testing.T) {
 	}
 }
 
+// TestReplayBatchesKeepBatchSize checks that batches read back from the
+// spool stay within BatchSize: spilled batches of 60 % of BatchSize are
+// sent one per request, not two together (which held twice the memory in
+// the request's encoding).
+func TestReplayBatchesKeepBatchSize(t *testing.T) {
+	const batchSize, n = 4 << 10, 40
+	var down atomic.Bool
+	down.Store(true)
+	r := &recorder{fail: switchable(&down)}
+	b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), BatchWait: time.Hour, BatchSize: batchSize,
+		MaxBufferBytes: 4 * batchSize, RetryInterval: time.Millisecond, SpillAfter: time.Millisecond})
+	// One entry of 2.4 KiB per batch: a second would pass BatchSize.
+	line := strings.Repeat("r", batchSize*6/10)
+	for i := range n {
+		add(t, b, "", `{a="b"}`, fmt.Sprintf("%03d %s", i, line))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Stats().Spilled < n/2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("spilled %d of %d entries while Loki was down", b.Stats().Spilled, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	down.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := b.Stats()
+	if s.Replayed < n/2 || s.Exported != n {
+		t.Fatalf("replayed %d, exported %d of %d", s.Replayed, s.Exported, n)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	total := 0
+	for i, bt := range r.batches {
+		if sz := bt.Size(); sz > batchSize {
+			t.Errorf("batch %d: %d entries, %d bytes, over BatchSize (%d)", i, bt.Len(), sz, batchSize)
+		}
+		total += bt.Len()
+	}
+	if total != n {
+		t.Fatalf("delivered %d entries, want %d", total, n)
+	}
+}
+
 func TestRestartDeliversSpoolExactlyOnce(t *testing.T) {
 	for _, mode := range []string{SpoolSpill, SpoolAlways} {
 		t.Run(mode, func(t *testing.T) {

@@ -30,7 +30,7 @@ func TestNextViewsMatchesNext(t *testing.T) {
 	var got []Record
 	calls := 0
 	for {
-		run, err := s.NextViews(nil, 100, 1<<30)
+		run, err := s.NextViews(nil, 100, 1<<30, true)
 		if errors.Is(err, ErrEmpty) {
 			break
 		}
@@ -68,27 +68,40 @@ func TestNextViewsMatchesNext(t *testing.T) {
 	}
 }
 
-// TestNextViewsLimits checks the count and byte limits (the record reaching
-// maxBytes included) and that a run ends where the read-ahead block does:
-// records appended after the block was read come with the next call.
+// TestNextViewsLimits checks the count and byte limits (a run stops before
+// the record that would take it past maxBytes; a first record over it is
+// appended alone with first, left unread without) and that a run ends
+// where the read-ahead block does: records appended after the block was
+// read come with the next call.
 func TestNextViewsLimits(t *testing.T) {
 	s := openT(t, Options{Sync: SyncNever})
 	appendN(t, s, 0, 20, 100)
-	run, err := s.NextViews(nil, 1000, 250)
+	run, err := s.NextViews(nil, 1000, 250, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ids(t, run); !equalInts(got, seq(0, 3)) {
-		t.Fatalf("maxBytes 250 with 100-byte records: %v, want 0 1 2", got)
+	if got := ids(t, run); !equalInts(got, seq(0, 2)) {
+		t.Fatalf("maxBytes 250 with 100-byte records: %v, want 0 1", got)
 	}
-	run, err = s.NextViews(run[:0], 4, 1<<30)
+	run, err = s.NextViews(run[:0], 1000, 99, false)
+	if err != nil || len(run) != 0 {
+		t.Fatalf("maxBytes 99 without first: %v, %v; want no record and no error", ids(t, run), err)
+	}
+	run, err = s.NextViews(run[:0], 1000, 99, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(t, run); !equalInts(got, seq(2, 3)) {
+		t.Fatalf("maxBytes 99 with first: %v, want 2 alone", got)
+	}
+	run, err = s.NextViews(run[:0], 4, 1<<30, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := ids(t, run); !equalInts(got, seq(3, 7)) {
 		t.Fatalf("max 4: %v", got)
 	}
-	run, err = s.NextViews(run[:0], 1000, 1<<30)
+	run, err = s.NextViews(run[:0], 1000, 1<<30, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,14 +109,14 @@ func TestNextViewsLimits(t *testing.T) {
 		t.Fatalf("the rest of the block: %v", got)
 	}
 	appendN(t, s, 20, 5, 100) // after the block was read
-	run, err = s.NextViews(run[:0], 1000, 1<<30)
+	run, err = s.NextViews(run[:0], 1000, 1<<30, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := ids(t, run); !equalInts(got, seq(20, 25)) {
 		t.Fatalf("after appending: %v", got)
 	}
-	if _, err := s.NextViews(run[:0], 1000, 1<<30); !errors.Is(err, ErrEmpty) {
+	if _, err := s.NextViews(run[:0], 1000, 1<<30, true); !errors.Is(err, ErrEmpty) {
 		t.Fatalf("empty spool: %v, want ErrEmpty", err)
 	}
 }
@@ -120,7 +133,7 @@ func TestNextViewsOneLockPerBlock(t *testing.T) {
 	var run []Record
 	for total < n {
 		var err error
-		run, err = s.NextViews(run[:0], 1<<20, 1<<30)
+		run, err = s.NextViews(run[:0], 1<<20, 1<<30, true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 )
 
@@ -48,21 +49,28 @@ func (s *Spool) NextView() (Record, error) {
 // NextViews is [Spool.NextView] for a run of records: it appends to recs
 // the oldest records not returned yet, as many as one lock hold and one
 // read-ahead block serve, and returns the extended slice. It stops before
-// a record that would need another read, after max records, or once the
-// payloads appended reach maxBytes (the record that reaches it included).
-// It appends at least one record or returns an error, as NextView does.
-// Every payload aliases the read-ahead block and is valid until the next
-// call of Next, NextView, NextViews, Rewind or Close.
+// a record that would need another read, after max records, or before a
+// record whose payload would take the run's payloads past maxBytes. With
+// first set, a first record larger than maxBytes is appended alone, so
+// that the call appends at least one record or returns an error, as
+// NextView does; without it, such a record ends the run empty (and a nil
+// error): a caller filling a batch of maxBytes more bytes leaves it for
+// the next batch. Every payload aliases the read-ahead block and is valid
+// until the next call of Next, NextView, NextViews, Rewind or Close.
 //
 // A consumer of many small records takes the lock once per block instead
 // of once per record: appends, which take the same lock, wait less.
-func (s *Spool) NextViews(recs []Record, max, maxBytes int) ([]Record, error) {
+func (s *Spool) NextViews(recs []Record, max, maxBytes int, first bool) ([]Record, error) {
 	s.mu.Lock()
 	var err error
-	for n, size := 0, 0; n == 0 || n < max && size < maxBytes; n++ {
+	for n, size := 0, 0; n < max && (n == 0 || size < maxBytes); n++ {
+		limit := int64(maxBytes - size)
+		if n == 0 && first {
+			limit = math.MaxInt64
+		}
 		var rec Record
-		if rec, err = s.nextLocked(n > 0); err != nil {
-			if n > 0 {
+		if rec, err = s.nextLocked(n > 0, limit); err != nil {
+			if n > 0 || err == errOverLimit {
 				err = nil // the run ends; the next call meets what ended it
 			}
 			break
@@ -78,7 +86,7 @@ func (s *Spool) NextViews(recs []Record, max, maxBytes int) ([]Record, error) {
 
 func (s *Spool) next1(view bool) (Record, error) {
 	s.mu.Lock()
-	rec, err := s.nextLocked(false)
+	rec, err := s.nextLocked(false, math.MaxInt64)
 	if err == nil && !view {
 		rec.Payload = append(make([]byte, 0, len(rec.Payload)), rec.Payload...)
 	}
@@ -90,8 +98,10 @@ func (s *Spool) next1(view bool) (Record, error) {
 
 // nextLocked returns the next record, its payload aliasing the read-ahead
 // block. With cached it reads nothing: a record not whole in the block
-// already read is errNotCached, and nothing is consumed. Callers hold s.mu.
-func (s *Spool) nextLocked(cached bool) (Record, error) {
+// already read is errNotCached, and nothing is consumed. A record whose
+// payload is longer than limit is errOverLimit, and is not consumed
+// either. Callers hold s.mu.
+func (s *Spool) nextLocked(cached bool, limit int64) (Record, error) {
 	if s.closed {
 		return Record{}, ErrClosed
 	}
@@ -123,6 +133,9 @@ func (s *Spool) nextLocked(cached bool) (Record, error) {
 		if err == errNotCached {
 			return Record{}, err
 		}
+		if err == nil && int64(h.length) > limit {
+			return Record{}, errOverLimit
+		}
 		if err != nil {
 			var ce *CorruptionError
 			if !errors.As(err, &ce) {
@@ -145,6 +158,9 @@ func (s *Spool) nextLocked(cached bool) (Record, error) {
 		return rec, nil
 	}
 }
+
+// errOverLimit is nextLocked's answer for a record longer than its limit.
+var errOverLimit = errors.New("spool: record over the run's byte limit")
 
 // skipRest gives up the unread records of g after a corruption: they are
 // counted as dropped, and g is no longer written to. Callers hold s.mu.

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/s2"
@@ -12,9 +13,10 @@ import (
 
 // EncodeSnappy returns src compressed as one snappy block, the form Loki
 // expects for protobuf pushes (not the framed stream format). The result
-// uses dst's memory when its capacity is at least [SnappyBound](len(src)),
-// so a caller that keeps the returned slice and passes it back as dst
-// compresses without allocating once the buffer has grown.
+// uses dst's memory, grown as the compressed pieces need it (never past
+// about [SnappyBound](len(src))), so a caller that keeps the returned
+// slice and passes it back as dst compresses without allocating once the
+// buffer has grown.
 //
 // Input over 256 KiB is compressed 256 KiB at a time and the goroutine
 // yields its P between pieces (runtime.Gosched): compressing a 1 MiB batch
@@ -28,18 +30,26 @@ func EncodeSnappy(dst, src []byte) []byte {
 	if len(src) <= snappyPiece {
 		return s2.EncodeSnappy(dst[:0], src)
 	}
-	need := SnappyBound(len(src))
-	if cap(dst) < need {
-		dst = make([]byte, need)
-	} else {
-		dst = dst[:need]
-	}
-	d := binary.PutUvarint(dst, uint64(len(src)))
+	// dst grows as the pieces need it rather than to SnappyBound at once:
+	// log lines compress to a fifth or less, and a buffer of the worst
+	// case would hold that much more memory for as long as it is kept.
+	d := 0
 	for off := 0; off < len(src); off += snappyPiece {
 		if off > 0 {
 			runtime.Gosched()
 		}
 		piece := src[off:min(off+snappyPiece, len(src))]
+		need := s2.MaxEncodedLen(len(piece))
+		if off == 0 {
+			need += binary.MaxVarintLen64
+		}
+		if cap(dst)-d < need {
+			dst = slices.Grow(dst[:d], need)
+		}
+		dst = dst[:d+need]
+		if off == 0 {
+			d = binary.PutUvarint(dst, uint64(len(src)))
+		}
 		// The piece's own block, its length first, written at d (dst has
 		// room for its worst case there); then its elements moved over
 		// that length.

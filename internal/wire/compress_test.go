@@ -14,8 +14,9 @@ import (
 
 // TestEncodeSnappyPieces checks that input compressed in pieces is one
 // valid snappy block: decoded by two decoders to the input, within
-// SnappyBound, about as small as the block compressed whole, and written
-// into dst without allocating when dst is large enough.
+// SnappyBound, about as small as the block compressed whole, in a buffer
+// grown with the output (not to SnappyBound at once), and written into dst
+// without allocating when dst is large enough.
 func TestEncodeSnappyPieces(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	logs := func(n int) []byte {
@@ -47,6 +48,11 @@ func TestEncodeSnappyPieces(t *testing.T) {
 				}
 				if whole := len(s2.EncodeSnappy(nil, src)); float64(len(got)) > float64(whole)*1.03+64 {
 					t.Errorf("%d bytes in pieces, %d whole: more than 3%% larger", len(got), whole)
+				}
+				if name == "logs" && n >= 1<<20 && cap(got) > len(got)+2*s2.MaxEncodedLen(256<<10) {
+					// Log lines compress well: the buffer grows with the
+					// output, not to the worst case (SnappyBound) at once.
+					t.Errorf("compressed %d bytes to %d in a buffer of %d (SnappyBound %d)", n, len(got), cap(got), wire.SnappyBound(n))
 				}
 				if raceEnabled {
 					return // allocations are not counted under -race (race_test.go)
