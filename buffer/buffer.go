@@ -59,7 +59,10 @@ const (
 	DefaultBatchWait      = time.Second
 	DefaultBatchSize      = 1 << 20
 	DefaultMaxBufferBytes = 8 << 20
-	DefaultMaxAge         = 7 * 24 * time.Hour
+	// DefaultSpoolMaxBufferBytes is MaxBufferBytes' default with a
+	// SpoolDir: the spool holds what memory does not.
+	DefaultSpoolMaxBufferBytes = 4 << 20
+	DefaultMaxAge              = 7 * 24 * time.Hour
 )
 
 // Config configures a [Buffer]. The zero value (with an Exporter) works.
@@ -73,7 +76,8 @@ type Config struct {
 	// waiting for BatchWait. Default 1 MiB.
 	BatchSize int
 	// MaxBufferBytes bounds the memory held by entries not yet delivered
-	// (open, queued and in-flight batches). Default 8 MiB.
+	// (open, queued and in-flight batches), counted in
+	// [exporter.EntrySize]. Default 8 MiB, or 4 MiB with a SpoolDir.
 	MaxBufferBytes int
 	// ErrorHandler receives asynchronous errors (export failures, spool
 	// problems, a *DropError at most once a second), from a goroutine of
@@ -320,6 +324,9 @@ func New(cfg Config) (*Buffer, error) {
 	}
 	if cfg.MaxBufferBytes == 0 {
 		cfg.MaxBufferBytes = DefaultMaxBufferBytes
+		if cfg.SpoolDir != "" {
+			cfg.MaxBufferBytes = DefaultSpoolMaxBufferBytes
+		}
 	}
 	if cfg.BatchSize > cfg.MaxBufferBytes {
 		cfg.BatchSize = cfg.MaxBufferBytes
@@ -397,9 +404,9 @@ func New(cfg Config) (*Buffer, error) {
 // spool mode it writes the entry to the spool (the OS page cache) before it
 // returns.
 func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) error {
-	size := len(line) + 16
+	size := len(line) + exporter.EntryOverhead // exporter.EntrySize
 	for i := range meta {
-		size += len(meta[i].Name) + len(meta[i].Value) + 4
+		size += len(meta[i].Name) + len(meta[i].Value) + exporter.PairOverhead
 	}
 	spills := 0     // batches this call wrote to the spool itself
 	var enc *[]byte // "always": the entry's spool record, encoded before locking
@@ -666,7 +673,7 @@ func (b *Buffer) appendOneLocked(frame []byte) (spool.Mark, error) {
 	if b.unreadBytes == 0 {
 		b.firstUnread = time.Now()
 	}
-	b.unreadBytes += len(frame) - spool.FrameHeaderSize + 16
+	b.unreadBytes += len(frame) - spool.FrameHeaderSize + exporter.EntryOverhead
 	b.spoolGen++
 	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -550,5 +551,40 @@ func BenchmarkAdd(b *testing.B) {
 	}
 	if got := c.n.Load(); got != uint64(b.N) {
 		b.Fatalf("exported %d entries, want %d", got, b.N)
+	}
+}
+
+// TestMemoryBoundCountsEntries checks that MaxBufferBytes bounds the
+// memory entries take, their Entry structs included: a full buffer of
+// short lines holds less than twice its bound on the heap (counting 16
+// bytes an entry instead of the struct's 48 let it hold about three
+// times its bound). And that the default bound is halved with a spool.
+func TestMemoryBoundCountsEntries(t *testing.T) {
+	const bound = 4 << 20
+	r := &recorder{gate: make(chan struct{})} // Loki does not answer
+	line := []byte("0123456789")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b := mustNew(t, Config{Exporter: r, BatchWait: time.Hour, MaxBufferBytes: bound})
+	n := 0
+	for ; b.Add("", `{a="b"}`, int64(n), line, nil) == nil; n++ {
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	if held > 2*bound || n*(len(line)+exporter.EntryOverhead) > bound {
+		t.Errorf("%d entries of %d bytes take %d bytes of heap with MaxBufferBytes %d", n, len(line), held, bound)
+	}
+	t.Logf("%d entries, %d bytes of heap, bound %d", n, held, bound)
+	close(r.gate)
+	flushAndShutdown(t, b)
+
+	for dir, want := range map[string]int{"": DefaultMaxBufferBytes, t.TempDir(): DefaultSpoolMaxBufferBytes} {
+		b := mustNew(t, Config{Exporter: &recorder{}, SpoolDir: dir})
+		if b.cfg.MaxBufferBytes != want {
+			t.Errorf("SpoolDir %q: MaxBufferBytes %d, want %d", dir, b.cfg.MaxBufferBytes, want)
+		}
+		flushAndShutdown(t, b)
 	}
 }

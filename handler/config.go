@@ -31,8 +31,11 @@ const (
 	DefaultBatchWait      = time.Second
 	DefaultBatchSize      = 1 << 20
 	DefaultMaxBufferBytes = 8 << 20
-	DefaultMaxStreams     = 1000
-	DefaultMaxLineSize    = 256 << 10
+	// DefaultSpoolMaxBufferBytes is MaxBufferBytes' default with a
+	// SpoolDir: the spool holds what memory does not.
+	DefaultSpoolMaxBufferBytes = 4 << 20
+	DefaultMaxStreams          = 1000
+	DefaultMaxLineSize         = 256 << 10
 
 	// MinMaxLineSize is the smallest MaxLineSize New accepts: a cut line
 	// must still have room for its truncation marker.
@@ -102,7 +105,10 @@ type Config struct {
 	BatchSize int `json:"batch_size" yaml:"batch_size"`
 	// MaxBufferBytes bounds the memory held by unsent entries; when it is
 	// full, new records go to the spool when there is one, and are
-	// otherwise dropped and counted (buffer_full). Default 8 MiB.
+	// otherwise dropped and counted (buffer_full). An entry counts its
+	// line, its metadata and its structs' size (exporter.EntrySize).
+	// Default 8 MiB, or 4 MiB with a SpoolDir (the spool holds the rest;
+	// batches start spilling at three quarters of the bound).
 	MaxBufferBytes int `json:"max_buffer_bytes" yaml:"max_buffer_bytes"`
 	// MaxStreams caps the distinct label sets this handler (and all its
 	// WithAttrs/WithGroup clones) sends. A record that would open one more
@@ -344,6 +350,9 @@ func validate(cfg Config) (*settings, error) {
 	}
 	if s.MaxBufferBytes == 0 {
 		s.MaxBufferBytes = DefaultMaxBufferBytes
+		if s.SpoolDir != "" {
+			s.MaxBufferBytes = DefaultSpoolMaxBufferBytes
+		}
 	}
 	if s.MaxStreams == 0 {
 		s.MaxStreams = DefaultMaxStreams

@@ -100,6 +100,13 @@ func TestConfigDefaults(t *testing.T) {
 	if len(s.static) != 1 || s.static[0].Name != "service_name" {
 		t.Errorf("static labels %v", s.static)
 	}
+	// With a spool, memory defaults to half as much; a value set stays.
+	if s, err := validate(Config{SpoolDir: t.TempDir()}); err != nil || s.MaxBufferBytes != 4<<20 {
+		t.Errorf("MaxBufferBytes with a SpoolDir: %d, %v; want 4 MiB", s.MaxBufferBytes, err)
+	}
+	if s, err := validate(Config{SpoolDir: t.TempDir(), MaxBufferBytes: 16 << 20}); err != nil || s.MaxBufferBytes != 16<<20 {
+		t.Errorf("MaxBufferBytes 16 MiB set with a SpoolDir: %d, %v", s.MaxBufferBytes, err)
+	}
 }
 
 func TestConfigTags(t *testing.T) {
