@@ -279,3 +279,85 @@ func TestCursorOverwriteFault(t *testing.T) {
 		t.Fatalf("after reopening: %v", got)
 	}
 }
+
+// TestCursorFlushedWithTheInterval checks when the cursor file is flushed:
+// in SyncBatch by every acknowledgement; in SyncInterval not by the
+// acknowledgements (an fsync each held the sender between pushes) but by
+// the sync goroutine's next flush and by Close, once for all of them, a
+// failed flush counted and reported; in SyncNever never.
+func TestCursorFlushedWithTheInterval(t *testing.T) {
+	for _, mode := range []SyncMode{SyncBatch, SyncInterval, SyncNever} {
+		t.Run(string(mode), func(t *testing.T) {
+			var cursorSyncs atomic.Int64
+			var failSync atomic.Bool
+			ffs := &faultFS{}
+			ffs.set(false, func(op, name string) error {
+				if op == "sync" && strings.HasSuffix(name, string(filepath.Separator)+cursorName) {
+					cursorSyncs.Add(1)
+					if failSync.Load() {
+						return syscall.EIO
+					}
+				}
+				return nil
+			})
+			var reported atomic.Int64
+			s := openT(t, Options{FS: ffs, Sync: mode, SyncInterval: time.Hour,
+				ErrorHandler: func(err error) {
+					if strings.Contains(err.Error(), "sync cursor") {
+						reported.Add(1)
+					}
+				}})
+			appendN(t, s, 0, 20, 100)
+			ack := func(n int) {
+				t.Helper()
+				for range n {
+					r, err := s.Next()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := s.Ack(r.Pos); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			ack(1) // the first cursor file: written whole and flushed (not in SyncNever)
+			before := cursorSyncs.Load()
+			ack(10) // in place
+			got := cursorSyncs.Load() - before
+			want := map[SyncMode]int64{SyncBatch: 10}[mode]
+			if got != want {
+				t.Fatalf("10 acknowledgements flushed the cursor %d times, want %d", got, want)
+			}
+			s.flush() // what the sync goroutine does every SyncInterval
+			got = cursorSyncs.Load() - before
+			want = map[SyncMode]int64{SyncBatch: 10, SyncInterval: 1}[mode]
+			if got != want {
+				t.Fatalf("after a flush: %d cursor flushes, want %d", got, want)
+			}
+			s.flush() // nothing acknowledged since
+			if n := cursorSyncs.Load() - before; n != got {
+				t.Fatalf("a second flush flushed the cursor again (%d)", n-got)
+			}
+			ack(1)
+			failSync.Store(true)
+			s.flush()
+			wantFail := int64(0)
+			if mode == SyncInterval {
+				wantFail = 1
+			}
+			if st := s.Stats(); int64(st.SyncErrors) != wantFail || reported.Load() != wantFail {
+				t.Fatalf("failed cursor flush: SyncErrors %d, reported %d; want %d", st.SyncErrors, reported.Load(), wantFail)
+			}
+			failSync.Store(false)
+			ack(1)
+			before = cursorSyncs.Load()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			want = map[SyncMode]int64{SyncInterval: 1}[mode]
+			if got := cursorSyncs.Load() - before; got != want {
+				t.Fatalf("Close flushed the cursor %d times, want %d", got, want)
+			}
+		})
+	}
+}

@@ -316,8 +316,16 @@ func (s *Spool) writeCursor(seg uint64, off int64) error {
 	var b [cursorSize]byte
 	putCursor(b[:], seg, off)
 	if s.cursorInPlace {
-		// Overwritten in place; the directory does not change.
-		if err := s.putFile(s.path(cursorName), os.O_WRONLY, b[:]); err == nil {
+		// Overwritten in place; the directory does not change. In
+		// SyncInterval mode the file is flushed by the sync goroutine
+		// with the segments (flushCursor), not here: an fsync per
+		// acknowledgement (milliseconds each on a busy disk) held the
+		// sender between two pushes.
+		now := s.o.Sync == SyncBatch
+		if err := s.putFile(s.path(cursorName), os.O_WRONLY, b[:], now); err == nil {
+			if s.o.Sync == SyncInterval {
+				s.cursorDirty.Store(true)
+			}
 			return nil
 		}
 		s.cursorInPlace = false // its state is unknown: replace it below
@@ -329,12 +337,32 @@ func (s *Spool) writeCursor(seg uint64, off int64) error {
 	return nil
 }
 
+// flushCursor flushes the cursor file when an in-place write left it
+// unflushed (cursorDirty). A cursor replaced since is flushed already;
+// flushing it again is harmless.
+func (s *Spool) flushCursor() error {
+	if !s.cursorDirty.Swap(false) {
+		return nil
+	}
+	f, err := s.fs.OpenFile(s.path(cursorName), os.O_WRONLY, 0o600)
+	if err == nil {
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: sync cursor: %w", err)
+	}
+	return nil
+}
+
 // replaceCursor replaces the cursor file atomically with one holding b:
 // a temporary file, flushed, renamed over it, and the directory flushed.
 func (s *Spool) replaceCursor(b []byte) error {
 	name := s.path(cursorName)
 	tmp := name + tmpSuffix
-	err := s.putFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, b)
+	err := s.putFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, b, s.o.Sync != SyncNever)
 	if err == nil {
 		err = s.fs.Rename(tmp, name)
 	}
@@ -350,9 +378,9 @@ func (s *Spool) replaceCursor(b []byte) error {
 	return nil
 }
 
-// putFile writes b at the start of the file name opened with flag and
-// flushes it (except in SyncNever).
-func (s *Spool) putFile(name string, flag int, b []byte) error {
+// putFile writes b at the start of the file name opened with flag and,
+// with sync, flushes it.
+func (s *Spool) putFile(name string, flag int, b []byte, sync bool) error {
 	f, err := s.fs.OpenFile(name, flag, 0o600)
 	if err != nil {
 		return err
@@ -361,7 +389,7 @@ func (s *Spool) putFile(name string, flag int, b []byte) error {
 	if err == nil && n != len(b) {
 		err = io.ErrShortWrite
 	}
-	if err == nil && s.o.Sync != SyncNever {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -310,6 +311,9 @@ type Spool struct {
 	// (read at Open or written since), so the next write may overwrite it
 	// in place. Guarded by ackMu (and Open, before any Ack).
 	cursorInPlace bool
+	// cursorDirty: the cursor was overwritten in place and not flushed
+	// yet (SyncInterval: the sync goroutine flushes it, Close too).
+	cursorDirty atomic.Bool
 
 	mu     sync.Mutex
 	closed bool
@@ -528,6 +532,10 @@ func (s *Spool) Close() error {
 			errs = append(errs, fmt.Errorf("spool: sync dir: %w", err))
 		}
 	}
+	if err := s.flushCursor(); err != nil {
+		s.st.SyncErrors++
+		errs = append(errs, err)
+	}
 	errs = append(errs, s.closeFiles())
 	s.mu.Unlock()
 	errs = append(errs, s.lock.Close())
@@ -586,6 +594,9 @@ func (s *Spool) flush() {
 	s.mu.Unlock()
 
 	var errs []error
+	if err := s.flushCursor(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, p := range rolled {
 		if err := p.f.Sync(); err != nil && !errors.Is(err, errFileClosed) {
 			errs = append(errs, fmt.Errorf("spool: sync segment %d: %w", p.num, err))
