@@ -83,7 +83,7 @@ func (r *readAhead) frame(f io.ReaderAt, num uint64, off, end, maxRecord int64) 
 }
 
 // errNotCached is frame's answer, with a nil reader, for bytes the block
-// does not hold.
+// does not hold, and nextLocked's for a record over its limit.
 var errNotCached = errors.New("spool: frame not in the read-ahead block")
 
 // window returns bytes [off, off+n) of segment num, from the block when it

@@ -70,7 +70,7 @@ func (s *Spool) NextViews(recs []Record, max, maxBytes int, first bool) ([]Recor
 		}
 		var rec Record
 		if rec, err = s.nextLocked(n > 0, limit); err != nil {
-			if n > 0 || err == errOverLimit {
+			if n > 0 || err == errNotCached { // at n == 0: over limit
 				err = nil // the run ends; the next call meets what ended it
 			}
 			break
@@ -99,8 +99,8 @@ func (s *Spool) next1(view bool) (Record, error) {
 // nextLocked returns the next record, its payload aliasing the read-ahead
 // block. With cached it reads nothing: a record not whole in the block
 // already read is errNotCached, and nothing is consumed. A record whose
-// payload is longer than limit is errOverLimit, and is not consumed
-// either. Callers hold s.mu.
+// payload is longer than limit is errNotCached too (the run ends there),
+// and is not consumed either. Callers hold s.mu.
 func (s *Spool) nextLocked(cached bool, limit int64) (Record, error) {
 	if s.closed {
 		return Record{}, ErrClosed
@@ -134,7 +134,7 @@ func (s *Spool) nextLocked(cached bool, limit int64) (Record, error) {
 			return Record{}, err
 		}
 		if err == nil && int64(h.length) > limit {
-			return Record{}, errOverLimit
+			return Record{}, errNotCached
 		}
 		if err != nil {
 			var ce *CorruptionError
@@ -158,9 +158,6 @@ func (s *Spool) nextLocked(cached bool, limit int64) (Record, error) {
 		return rec, nil
 	}
 }
-
-// errOverLimit is nextLocked's answer for a record longer than its limit.
-var errOverLimit = errors.New("spool: record over the run's byte limit")
 
 // skipRest gives up the unread records of g after a corruption: they are
 // counted as dropped, and g is no longer written to. Callers hold s.mu.
@@ -344,15 +341,10 @@ func (s *Spool) flushCursor() error {
 	if !s.cursorDirty.Swap(false) {
 		return nil
 	}
-	f, err := s.fs.OpenFile(s.path(cursorName), os.O_WRONLY, 0o600)
-	if err == nil {
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("spool: sync cursor: %w", err)
+	// putFile with nothing to write: open, flush, close. Its error names
+	// the operation and the file ("sync .../cursor: ...").
+	if err := s.putFile(s.path(cursorName), os.O_WRONLY, nil, true); !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	return nil
 }
