@@ -76,8 +76,10 @@ type Config struct {
 	// waiting for BatchWait. Default 1 MiB.
 	BatchSize int
 	// MaxBufferBytes bounds the memory held by entries not yet delivered
-	// (open, queued and in-flight batches), counted in
-	// [exporter.EntrySize]. Default 8 MiB, or 4 MiB with a SpoolDir.
+	// (open, queued and in-flight batches): each counts its line, its
+	// metadata and its Entry and LabelPair structs (48 and 32 bytes on
+	// 64-bit platforms), and each stream its labels once a batch. Default
+	// 8 MiB, or 4 MiB with a SpoolDir.
 	MaxBufferBytes int
 	// ErrorHandler receives asynchronous errors (export failures, spool
 	// problems, a *DropError at most once a second), from a goroutine of
@@ -249,7 +251,8 @@ type openBatch struct {
 	// that a run of entries of one stream skips the index lookup.
 	lastLabels string
 	lastStream int
-	size       int
+	size       int // what BatchSize counts (exporter.EntrySize)
+	mem        int // what MaxBufferBytes counts
 	n          int
 	created    time.Time
 	arena      arena
@@ -270,7 +273,7 @@ func (b *Buffer) newOpenBatch(tenant string) *openBatch {
 
 type sealed struct {
 	batch   *exporter.Batch
-	size    int
+	size    int // what it counts in Buffer.bytes (openBatch.mem)
 	n       int
 	created time.Time
 	onDisk  bool // written to the spool; guarded by mu
@@ -404,10 +407,12 @@ func New(cfg Config) (*Buffer, error) {
 // spool mode it writes the entry to the spool (the OS page cache) before it
 // returns.
 func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) error {
-	size := len(line) + exporter.EntryOverhead // exporter.EntrySize
+	size := len(line) + 16 // exporter.EntrySize: what BatchSize counts
 	for i := range meta {
-		size += len(meta[i].Name) + len(meta[i].Value) + exporter.PairOverhead
+		size += len(meta[i].Name) + len(meta[i].Value) + 4
 	}
+	mem := size + entryMem + pairMem*len(meta) // what MaxBufferBytes counts
+
 	spills := 0     // batches this call wrote to the spool itself
 	var enc *[]byte // "always": the entry's spool record, encoded before locking
 	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways {
@@ -485,18 +490,19 @@ again:
 	if !ok {
 		si, ok = ob.index[labels]
 	}
-	extra := size
+	extra, memExtra := size, mem
 	if !ok {
 		extra += len(labels)
+		memExtra += len(labels)
 	}
-	if extra > b.cfg.MaxBufferBytes && !marked {
+	if memExtra > b.cfg.MaxBufferBytes && !marked {
 		b.mu.Unlock()
 		b.drop(ReasonTooLarge, 1)
 		return ErrTooLarge
 	}
 	// A marked entry larger than memory is on disk already: the spool
 	// becomes the queue below (it is sent from there, never refused).
-	if b.bytes+extra > b.cfg.MaxBufferBytes && marked {
+	if b.bytes+memExtra > b.cfg.MaxBufferBytes && marked {
 		// Memory is full but the entry is on disk: let the spool be the
 		// queue and drop the memory copies.
 		b.switchToSpoolLocked()
@@ -505,7 +511,7 @@ again:
 		b.signal()
 		return nil
 	}
-	if b.bytes+extra > b.cfg.MaxBufferBytes && b.sp != nil && spills < maxInlineSpills && time.Now().After(b.diskRetryAt) {
+	if b.bytes+memExtra > b.cfg.MaxBufferBytes && b.sp != nil && spills < maxInlineSpills && time.Now().After(b.diskRetryAt) {
 		// The spiller fell behind: rather than drop, write the oldest
 		// batch to disk here (one batch: a page-cache write of at most
 		// BatchSize bytes) and look again.
@@ -519,7 +525,7 @@ again:
 		b.mu.Lock()
 		goto again
 	}
-	if b.bytes+extra > b.cfg.MaxBufferBytes {
+	if b.bytes+memExtra > b.cfg.MaxBufferBytes {
 		reason := ReasonBufferFull
 		if b.sp != nil && time.Now().Before(b.diskRetryAt) {
 			reason = ReasonDiskError
@@ -538,7 +544,7 @@ again:
 		ob = b.newOpenBatch(tenant)
 		b.open[tenant] = ob
 		si, ok = 0, false
-		extra = size + len(labels)
+		extra, memExtra = size+len(labels), mem+len(labels)
 	}
 	if !ok {
 		si = len(ob.streams)
@@ -560,8 +566,9 @@ again:
 		ob.mark, ob.marked = mark, true
 	}
 	ob.size += extra
+	ob.mem += memExtra
 	ob.n++
-	b.bytes += extra
+	b.bytes += memExtra
 	b.entries++
 	if ob.size >= b.cfg.BatchSize {
 		b.sealLocked(ob)
@@ -634,6 +641,15 @@ const lockSpin = 20 * time.Microsecond
 // spinDelay is only loaded: lockAdd's pause between attempts.
 var spinDelay atomic.Int32
 
+// entryMem and pairMem are what an entry and each of its metadata pairs
+// count in MaxBufferBytes beyond what exporter.EntrySize counts: the rest
+// of their Entry and LabelPair structs (48 and 32 bytes on 64-bit
+// platforms), which BatchSize leaves out.
+const (
+	entryMem = int(unsafe.Sizeof(exporter.Entry{})) - 16
+	pairMem  = int(unsafe.Sizeof(exporter.LabelPair{})) - 4
+)
+
 // maxInlineSpills bounds the batches one Add writes to the spool itself
 // when memory is full.
 const maxInlineSpills = 8
@@ -673,7 +689,7 @@ func (b *Buffer) appendOneLocked(frame []byte) (spool.Mark, error) {
 	if b.unreadBytes == 0 {
 		b.firstUnread = time.Now()
 	}
-	b.unreadBytes += len(frame) - spool.FrameHeaderSize + exporter.EntryOverhead
+	b.unreadBytes += len(frame) - spool.FrameHeaderSize + 16
 	b.spoolGen++
 	return m, nil
 }
@@ -691,7 +707,7 @@ func (b *Buffer) sealLocked(ob *openBatch) {
 	b.recycle.sealed(longest)
 	b.queue = append(b.queue, &sealed{
 		batch:      &exporter.Batch{Tenant: ob.tenant, Streams: ob.streams},
-		size:       ob.size,
+		size:       ob.mem,
 		n:          ob.n,
 		created:    ob.created,
 		onDisk:     ob.marked,
@@ -1583,7 +1599,7 @@ func (b *Buffer) switchToSpoolLocked() {
 	for _, ob := range b.open {
 		if ob.marked {
 			delete(b.open, ob.tenant)
-			b.bytes -= ob.size
+			b.bytes -= ob.mem
 			b.entries -= ob.n
 		}
 	}

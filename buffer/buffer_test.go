@@ -573,7 +573,7 @@ func TestMemoryBoundCountsEntries(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	if held > 2*bound || n*(len(line)+exporter.EntryOverhead) > bound {
+	if held > 2*bound || n*(len(line)+16+entryMem) > bound {
 		t.Errorf("%d entries of %d bytes take %d bytes of heap with MaxBufferBytes %d", n, len(line), held, bound)
 	}
 	t.Logf("%d entries, %d bytes of heap, bound %d", n, held, bound)

@@ -11,8 +11,9 @@
 //   - [Buffer.Add] never waits on Loki. It copies the line and the
 //     metadata; a batch is sent when it reaches BatchSize or is BatchWait
 //     old.
-//   - Memory is bounded by MaxBufferBytes, counting [exporter.EntrySize]
-//     per entry and each stream's labels once per batch. When it is full
+//   - Memory is bounded by MaxBufferBytes, counting each entry's line,
+//     metadata and structs (exporter.Entry, exporter.LabelPair) and each
+//     stream's labels once per batch. When it is full
 //     and no spool takes the data, Add drops the new entry, counts it
 //     ([ReasonBufferFull]) and returns [ErrFull]; an entry larger than the
 //     bound alone returns [ErrTooLarge].

@@ -228,7 +228,7 @@ func TestMemoryMadeAheadWhileNothingReturns(t *testing.T) {
 			}
 		}
 		rc := &b.recycle
-		add(1000) // 100 bytes and an Entry (exporter.EntryOverhead) each: about 9 batches
+		add(1000) // 116 bytes an entry: about 7 batches
 		if n := rc.nChunks.Load() + rc.nEntries.Load(); n != 0 {
 			t.Fatalf("%d chunks and entry slices made ahead right after start, want none yet", n)
 		}
@@ -238,15 +238,13 @@ func TestMemoryMadeAheadWhileNothingReturns(t *testing.T) {
 			t.Fatalf("nothing came back for %v: the recycler holds %d chunks and %d entry slices, want %d and %d ready",
 				2*starveAfter, rc.nChunks.Load(), rc.nEntries.Load(), spareChunks, spareEntries)
 		}
-		// A batch of 16 KiB holds its labels and (16 KiB - 7) / (100 +
-		// EntryOverhead) entries; the slices made ahead have room for twice
-		// the longest stream sealed.
-		perBatch := (16<<10 - len(`{a="b"}`)) / (len(line) + exporter.EntryOverhead)
+		// A batch of 16 KiB holds 141 entries of 116 bytes; the slices made
+		// ahead have room for twice the longest stream sealed.
 		rc.mu.Lock()
 		if n := len(rc.entries); n != spareEntries {
 			t.Errorf("%d entry slices kept, want %d", n, spareEntries)
-		} else if c := cap(rc.entries[0]); c < 2*(perBatch-1) || c > 2*(perBatch+1)+8 {
-			t.Errorf("entry slice made ahead has room for %d entries, want about %d", c, 2*perBatch)
+		} else if c := cap(rc.entries[0]); c < 2*140 || c > 2*142+8 {
+			t.Errorf("entry slice made ahead has room for %d entries, want about %d", c, 2*141)
 		}
 		for _, c := range rc.chunks {
 			if len(c) != 0 || cap(c) != chunkSize {

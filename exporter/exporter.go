@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"unsafe"
 )
 
 // LabelPair is one name/value pair: a stream label or a structured metadata field.
@@ -62,27 +61,16 @@ func (b *Batch) Size() int {
 	return n
 }
 
-// EntrySize returns the bytes e counts for in batch and buffer bounds: the
-// memory it holds in a batch, that is its line, its metadata's names and
-// values, and the Entry and LabelPair structs themselves
-// ([EntryOverhead], [PairOverhead]).
+// EntrySize returns the bytes e counts for in batch bounds (BatchSize):
+// its line, its metadata and a fixed overhead for the timestamp and
+// framing.
 func EntrySize(e *Entry) int {
-	n := len(e.Line) + EntryOverhead
+	n := len(e.Line) + 16
 	for _, m := range e.Metadata {
-		n += len(m.Name) + len(m.Value) + PairOverhead
+		n += len(m.Name) + len(m.Value) + 4
 	}
 	return n
 }
-
-// EntryOverhead and PairOverhead are what an entry and each of its
-// metadata pairs count for in [EntrySize] beyond their strings' bytes: the
-// size of an Entry and of a LabelPair (48 and 32 bytes on 64-bit
-// platforms), so that a memory bound counted in EntrySize bounds the
-// memory the entries take.
-const (
-	EntryOverhead = int(unsafe.Sizeof(Entry{}))
-	PairOverhead  = int(unsafe.Sizeof(LabelPair{}))
-)
 
 // Split cuts b into two batches of about equal entry count, keeping each
 // stream's entries in order. It returns ok=false when b has fewer than two

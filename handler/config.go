@@ -106,7 +106,8 @@ type Config struct {
 	// MaxBufferBytes bounds the memory held by unsent entries; when it is
 	// full, new records go to the spool when there is one, and are
 	// otherwise dropped and counted (buffer_full). An entry counts its
-	// line, its metadata and its structs' size (exporter.EntrySize).
+	// line, its metadata and its structs (48 bytes an entry, 32 a
+	// metadata pair, on 64-bit platforms).
 	// Default 8 MiB, or 4 MiB with a SpoolDir (the spool holds the rest;
 	// batches start spilling at three quarters of the bound).
 	MaxBufferBytes int `json:"max_buffer_bytes" yaml:"max_buffer_bytes"`
