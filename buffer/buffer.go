@@ -411,7 +411,7 @@ func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []export
 	for i := range meta {
 		size += len(meta[i].Name) + len(meta[i].Value) + 4
 	}
-	mem := size + entryMem + pairMem*len(meta) // what MaxBufferBytes counts
+	structs := entryMem + pairMem*len(meta) // MaxBufferBytes counts them, BatchSize does not
 
 	spills := 0     // batches this call wrote to the spool itself
 	var enc *[]byte // "always": the entry's spool record, encoded before locking
@@ -490,19 +490,18 @@ again:
 	if !ok {
 		si, ok = ob.index[labels]
 	}
-	extra, memExtra := size, mem
+	extra := size
 	if !ok {
 		extra += len(labels)
-		memExtra += len(labels)
 	}
-	if memExtra > b.cfg.MaxBufferBytes && !marked {
+	if extra+structs > b.cfg.MaxBufferBytes && !marked {
 		b.mu.Unlock()
 		b.drop(ReasonTooLarge, 1)
 		return ErrTooLarge
 	}
 	// A marked entry larger than memory is on disk already: the spool
 	// becomes the queue below (it is sent from there, never refused).
-	if b.bytes+memExtra > b.cfg.MaxBufferBytes && marked {
+	if b.bytes+extra+structs > b.cfg.MaxBufferBytes && marked {
 		// Memory is full but the entry is on disk: let the spool be the
 		// queue and drop the memory copies.
 		b.switchToSpoolLocked()
@@ -511,7 +510,7 @@ again:
 		b.signal()
 		return nil
 	}
-	if b.bytes+memExtra > b.cfg.MaxBufferBytes && b.sp != nil && spills < maxInlineSpills && time.Now().After(b.diskRetryAt) {
+	if b.bytes+extra+structs > b.cfg.MaxBufferBytes && b.sp != nil && spills < maxInlineSpills && time.Now().After(b.diskRetryAt) {
 		// The spiller fell behind: rather than drop, write the oldest
 		// batch to disk here (one batch: a page-cache write of at most
 		// BatchSize bytes) and look again.
@@ -520,12 +519,21 @@ again:
 		done, _ := b.spillOne(false)
 		spills++
 		if done {
-			spills = maxInlineSpills // nothing in memory left to write
+			spills = maxInlineSpills + 1 // nothing in memory left to write
 		}
 		b.mu.Lock()
 		goto again
 	}
-	if b.bytes+memExtra > b.cfg.MaxBufferBytes {
+	if b.bytes+extra+structs > b.cfg.MaxBufferBytes && spills > maxInlineSpills && enc == nil &&
+		len(b.queue) == 0 && ob.n == 0 && (b.inflight == nil || b.inflight.onDisk) {
+		// Nothing was left to spill and memory holds no entry that is
+		// not on disk (the batch in flight is): the entry goes to the
+		// spool after them, as in "always" mode, rather than being
+		// refused. (Its encoding buffer is not pooled again: a rare path.)
+		enc = encodeOne(tenant, labels, ts, line, meta)
+		goto again
+	}
+	if b.bytes+extra+structs > b.cfg.MaxBufferBytes {
 		reason := ReasonBufferFull
 		if b.sp != nil && time.Now().Before(b.diskRetryAt) {
 			reason = ReasonDiskError
@@ -544,7 +552,7 @@ again:
 		ob = b.newOpenBatch(tenant)
 		b.open[tenant] = ob
 		si, ok = 0, false
-		extra, memExtra = size+len(labels), mem+len(labels)
+		extra = size + len(labels)
 	}
 	if !ok {
 		si = len(ob.streams)
@@ -566,9 +574,9 @@ again:
 		ob.mark, ob.marked = mark, true
 	}
 	ob.size += extra
-	ob.mem += memExtra
+	ob.mem += extra + structs
 	ob.n++
-	b.bytes += memExtra
+	b.bytes += extra + structs
 	b.entries++
 	if ob.size >= b.cfg.BatchSize {
 		b.sealLocked(ob)

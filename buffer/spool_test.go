@@ -658,3 +658,63 @@ func TestSpillModeWritesWithoutMapping(t *testing.T) {
 		})
 	}
 }
+
+// TestSpillModeTakesEntriesBehindTheBatchInFlight checks that with a spool
+// an entry is not refused when memory holds nothing but the batch in
+// flight: once that batch is spilled there is nothing left to write, and
+// the entry goes to the spool behind it (it was refused buffer_full).
+func TestSpillModeTakesEntriesBehindTheBatchInFlight(t *testing.T) {
+	pad := []exporter.LabelPair{{Name: "pad", Value: strings.Repeat("p", 600)}}
+	const labels, perBatch, n = `{s="0"}`, 2, 40
+	size := len("0-00") + 16 + len("pad") + 600 + 4 // exporter.EntrySize
+	mem := size + entryMem + pairMem                // what the memory bound counts
+	first := perBatch*mem + len(labels)
+	r := &recorder{gate: make(chan struct{})} // the first push waits until the end
+	b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), BatchWait: time.Hour, RetryInterval: time.Millisecond,
+		BatchSize: perBatch*size + len(labels), // sealed at its second entry
+		// The first batch stays under three quarters of the bound (no
+		// spill yet), and one entry more does not fit beside it.
+		MaxBufferBytes: first*4/3 + 8,
+	})
+	if first+mem <= b.cfg.MaxBufferBytes || first > b.cfg.MaxBufferBytes/4*3 {
+		t.Fatalf("sizes: batch %d, entry %d, bound %d", first, mem, b.cfg.MaxBufferBytes)
+	}
+	add := func(i int) {
+		t.Helper()
+		if err := b.Add("", labels, time.Now().UnixNano(), fmt.Appendf(nil, "0-%02d", i), pad); err != nil {
+			t.Fatalf("entry %d: %v (%+v)", i, err, b.Stats())
+		}
+	}
+	for i := range perBatch {
+		add(i)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.mu.Lock()
+		inFlight := b.inflight != nil
+		b.mu.Unlock()
+		if inFlight {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first batch never went in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := perBatch; i < n; i++ {
+		add(i)
+	}
+	if st := b.Stats(); len(st.Dropped) != 0 || st.Spilled < n {
+		t.Fatalf("dropped %v, spilled %d of %d", st.Dropped, st.Spilled, n)
+	}
+	close(r.gate)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnceInOrder(t, r, 1, n)
+}
