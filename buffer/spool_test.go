@@ -126,14 +126,7 @@ func TestReplayBatchesKeepBatchSize(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	down.Store(false)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushAndShutdown(t, b)
 	s := b.Stats()
 	if s.Replayed < n/2 || s.Exported != n {
 		t.Fatalf("replayed %d, exported %d of %d", s.Replayed, s.Exported, n)
@@ -708,13 +701,6 @@ func TestSpillModeTakesEntriesBehindTheBatchInFlight(t *testing.T) {
 		t.Fatalf("dropped %v, spilled %d of %d", st.Dropped, st.Spilled, n)
 	}
 	close(r.gate)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushAndShutdown(t, b)
 	checkExactlyOnceInOrder(t, r, 1, n)
 }
