@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // machine describes where the benchmark ran.
@@ -24,6 +25,48 @@ type machine struct {
 	// of the library's files differed from it.
 	Library string `json:"library"`
 	LoadEnd string `json:"load_end"`
+	// Stalls is what the machine alone does to a running goroutine
+	// (probeStalls), measured before the contestants run; nil when
+	// -stall-probe is 0.
+	Stalls *stalls `json:"stalls,omitempty"`
+}
+
+// stalls is the outcome of probeStalls: the gaps a goroutine that only
+// reads the clock sees between two readings. On an idle machine such a
+// gap is time the thread did not run (the kernel or, on a VM, the
+// hypervisor took its CPU), and any call that spans it takes that long,
+// whatever the call does: it bounds from below the slowest call the steady
+// runs can measure.
+type stalls struct {
+	Probed  time.Duration `json:"probed"`
+	Longest time.Duration `json:"longest"`
+	Over1ms int           `json:"over_1ms"`
+	// Over100us counts the gaps over 100 µs.
+	Over100us int `json:"over_100us"`
+}
+
+// probeStalls reads the clock in a loop for d and reports the gaps
+// between consecutive readings. now is time.Now but for tests.
+func probeStalls(d time.Duration, now func() time.Time) stalls {
+	start := now()
+	last, end := start, start.Add(d)
+	var st stalls
+	for {
+		t := now()
+		gap := t.Sub(last)
+		last = t
+		st.Longest = max(st.Longest, gap)
+		if gap > time.Millisecond {
+			st.Over1ms++
+		}
+		if gap > 100*time.Microsecond {
+			st.Over100us++
+		}
+		if !t.Before(end) {
+			st.Probed = t.Sub(start)
+			return st
+		}
+	}
 }
 
 func describeMachine() machine {

@@ -54,6 +54,8 @@ type options struct {
 	steady       time.Duration
 	steadyRate   uint64
 	steadyRounds int
+	// stallProbe is how long probeStalls runs before the contestants.
+	stallProbe time.Duration
 
 	// Child roles.
 	role        string
@@ -70,6 +72,7 @@ func main() {
 	flag.DurationVar(&o.outage, "outage", 10*time.Second, "how long the receiver answers 503 in the outage runs (0: no outage runs)")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "run time of each Handle benchmark (as go test -benchtime)")
 	flag.IntVar(&o.count, "count", 3, "runs of each Handle benchmark; the median is reported")
+	flag.DurationVar(&o.stallProbe, "stall-probe", 5*time.Second, "before the contestants, read the clock in a loop for this long and report the longest gap: what the machine alone adds to a call (0: skip)")
 	flag.DurationVar(&o.stall, "stall", 40*time.Second, "a delivery run ends when nothing new arrives for this long (after the outage)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "a delivery run ends this long after it began, whatever arrived")
 	flag.StringVar(&o.only, "only", "", "comma-separated contestants to run (default all; the floor "+contest.JSONDiscard+" always runs)")
@@ -249,6 +252,15 @@ func runTo(o *options, out io.Writer) (*results, error) {
 			p.peers = peers
 			p.res.PeersLean = true
 		}
+	}
+
+	if o.stallProbe > 0 {
+		// Before the contestants, on the machine with nothing of ours
+		// running (the receiver is idle).
+		st := probeStalls(o.stallProbe, time.Now)
+		p.res.Machine.Stalls = &st
+		logf("stall probe: %v reading the clock, longest gap %v, %d gaps over 1 ms, %d over 100 µs",
+			st.Probed.Round(time.Millisecond), st.Longest, st.Over1ms, st.Over100us)
 	}
 
 	contestants := p.contestants()

@@ -45,6 +45,7 @@ func TestSmoke(t *testing.T) {
 		only: strings.Join([]string{contest.LokislogMemory, contest.LokislogSpill, contest.LokislogAlways}, ","),
 		skip: "footprint", spillMin: 30_000,
 		steady: 1500 * time.Millisecond, steadyRate: 2000, steadyRounds: 2,
+		stallProbe: 100 * time.Millisecond,
 	}
 	var out bytes.Buffer
 	r, err := runTo(o, &out)
@@ -98,6 +99,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s steady: inconsistent call times: max %v, outage max %v, p99.9 %v, p99.99 %v", name, x.MaxCall, x.OutageMaxCall, x.P999, x.P9999)
 		}
 	}
+	if st := r.Machine.Stalls; st == nil || st.Probed < o.stallProbe || st.Longest <= 0 {
+		t.Errorf("stall probe: %+v, want one of at least %v", st, o.stallProbe)
+	}
 	if _, ok := r.Handle[contest.JSONDiscard]; !ok {
 		t.Error("no Handle result for the floor")
 	}
@@ -106,7 +110,8 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, want := range []string{"## Machine", "## Contestants", "## Steady logging with an outage in the middle", "## Targets (issue 4)",
 		"| `lokislog-spill` 100% delivered, outage run |", "| `lokislog-always` 100% delivered, steady run |",
-		"| `lokislog-memory` counted drops = missing, steady run |", "over the whole steady run"} {
+		"| `lokislog-memory` counted drops = missing, steady run |", "over the whole steady run",
+		"Stall probe, before the contestants: one goroutine reading the clock in a loop for 100ms", "(stall probe: "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -166,5 +171,48 @@ func TestMedianRound(t *testing.T) {
 		if got := medianRound(c.runs); got != c.want {
 			t.Errorf("medianRound(%v) = %d, want %d", c.runs, got, c.want)
 		}
+	}
+}
+
+// TestProbeStalls feeds probeStalls a clock whose readings are given and
+// checks the gaps it reports: the longest, and those over 1 ms and 100 µs.
+func TestProbeStalls(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	steps := []time.Duration{0, 10 * time.Microsecond, 150 * time.Microsecond, 10 * time.Microsecond,
+		3 * time.Millisecond, 20 * time.Microsecond, 1500 * time.Microsecond, 5 * time.Millisecond}
+	var at time.Duration
+	i := 0
+	now := func() time.Time {
+		if i < len(steps) {
+			at += steps[i]
+		} else {
+			at += time.Millisecond / 2
+		}
+		i++
+		return t0.Add(at)
+	}
+	st := probeStalls(9*time.Millisecond, now)
+	// Readings at 0, 10µs, 160µs, 170µs, 3.17ms, 3.19ms, 4.69ms, 9.69ms:
+	// the last one passes 9 ms and ends the probe.
+	if st.Longest != 5*time.Millisecond {
+		t.Errorf("longest gap %v, want 5ms", st.Longest)
+	}
+	if st.Over1ms != 3 {
+		t.Errorf("%d gaps over 1 ms, want 3 (3ms, 1.5ms, 5ms)", st.Over1ms)
+	}
+	if st.Over100us != 4 {
+		t.Errorf("%d gaps over 100 µs, want 4", st.Over100us)
+	}
+	if want := 9690 * time.Microsecond; st.Probed != want {
+		t.Errorf("probed %v, want %v", st.Probed, want)
+	}
+	if i != len(steps) {
+		t.Errorf("clock read %d times, want %d (the probe ends at the first reading past its duration)", i, len(steps))
+	}
+
+	// On the real clock the probe runs for about its duration.
+	real := probeStalls(20*time.Millisecond, time.Now)
+	if real.Probed < 20*time.Millisecond || real.Longest <= 0 || real.Longest > real.Probed {
+		t.Errorf("real clock: %+v", real)
 	}
 }

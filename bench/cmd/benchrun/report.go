@@ -33,6 +33,10 @@ func report(w io.Writer, r *results) {
 	if m.Library != "" {
 		fmt.Fprintf(w, "lokislog: %s.\n", m.Library)
 	}
+	if st := m.Stalls; st != nil {
+		fmt.Fprintf(w, "Stall probe, before the contestants: one goroutine reading the clock in a loop for %v on the otherwise idle machine saw gaps up to %s (%d over 1 ms, %d over 100 µs): time its thread did not run, which any call spanning it takes too.\n",
+			st.Probed.Round(time.Millisecond), dur(st.Longest), st.Over1ms, st.Over100us)
+	}
 	fmt.Fprintf(w, "\n")
 	fmt.Fprintf(w, "Run: %s records per delivery run from %d goroutines, outage %s, Handle benchmarks %s × %s (median); took %v.\n",
 		r.Options["records"], contest.Workers, r.Options["outage"], r.Options["benchtime"], r.Options["count"], r.Elapsed.Round(time.Second))
@@ -312,6 +316,9 @@ func report(w io.Writer, r *results) {
 		if floorSOK {
 			_, fr := steadyRoundsHold(r, contest.JSONDiscard, func(x steadyResult) (bool, string) { return true, dur(x.OutageMaxCall) })
 			m += fmt.Sprintf(" (floor, same window of the same schedule: %s, %d > 1 ms%s)", dur(floorS.OutageMaxCall), floorS.OutageCallsOver1ms, fr)
+		}
+		if st := r.Machine.Stalls; st != nil {
+			m += fmt.Sprintf(" (stall probe: %s)", dur(st.Longest))
 		}
 		row(t, m, fmt.Sprintf("%.2f×", float64(x.OutageMaxCall)/float64(targetSlowestCall)),
 			x.OutageMaxCall <= targetSlowestCall && !x.Capped && x.Records == x.Scheduled && ok)
