@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -165,6 +164,10 @@ type Buffer struct {
 	cfg Config
 	exp exporter.Exporter
 	sp  *spool.Spool // nil when memory only
+	// sending is the batch exportSending sends, and sent its outcome
+	// ("always" mode's replay: replayStep). Owned by the worker.
+	sending *exporter.Batch
+	sent    chan error
 
 	mu       sync.Mutex
 	recycle  recycler              // has its own lock
@@ -350,6 +353,7 @@ func New(cfg Config) (*Buffer, error) {
 		open:        make(map[string]*openBatch),
 		progress:    make(chan struct{}),
 		wake:        make(chan struct{}, 1),
+		sent:        make(chan error, 1),
 		spillWake:   make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
@@ -1072,19 +1076,26 @@ type DropError struct {
 
 func (e *DropError) Error() string {
 	var n uint64
-	for _, v := range e.Dropped {
+	var reasons, causes []string
+	for r, v := range e.Dropped {
 		n += v
+		reasons = append(reasons, r)
 	}
+	for r := range e.Causes {
+		causes = append(causes, r)
+	}
+	slices.Sort(reasons)
+	slices.Sort(causes)
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "buffer: dropped %d entries (", n)
-	for i, r := range slices.Sorted(maps.Keys(e.Dropped)) {
+	for i, r := range reasons {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
 		fmt.Fprintf(&sb, "%s %d", r, e.Dropped[r])
 	}
 	fmt.Fprintf(&sb, "), %d since start", e.Total)
-	for _, r := range slices.Sorted(maps.Keys(e.Causes)) {
+	for _, r := range causes {
 		fmt.Fprintf(&sb, "; %s: %v", r, e.Causes[r])
 	}
 	return sb.String()
@@ -1099,7 +1110,13 @@ func (b *Buffer) run() {
 	var retry time.Duration
 	// The batch read from the spool, kept across retries; its arena's
 	// chunks come from the recycler and go back (settledReplay).
-	rp := replay{arena: arena{rec: &b.recycle}}
+	// rp is the batch read from the spool; ahead ("always" mode) the next
+	// one, read while rp is sent (replayStep).
+	rp0, rp1 := replay{arena: arena{rec: &b.recycle}}, replay{arena: arena{rec: &b.recycle}}
+	rp, ahead, logged := &rp0, (*replay)(nil), uint64(0)
+	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways {
+		ahead = &rp1
+	}
 	defer func() { b.leftSettled = rp.settledPart }() // read by Shutdown after done
 	pause := func() {
 		if retry == 0 {
@@ -1137,6 +1154,8 @@ func (b *Buffer) run() {
 			b.signalSpill()
 			b.mu.Lock()
 		}
+		quiet := b.enqueued == logged // nothing logged since the last look
+		logged = b.enqueued
 		fromSpool := b.spoolActive || rp.batch != nil
 		var head *sealed
 		readNow := false
@@ -1159,7 +1178,11 @@ func (b *Buffer) run() {
 
 		switch {
 		case readNow:
-			switch b.replayStep(&rp) {
+			st, swap := b.replayStep(rp, ahead, quiet)
+			if swap {
+				rp, ahead = ahead, rp
+			}
+			switch st {
 			case stepDone:
 				retry = 0
 				continue
@@ -1170,7 +1193,7 @@ func (b *Buffer) run() {
 				continue
 			}
 		case head != nil:
-			if b.exportMemory(head, &rp) {
+			if b.exportMemory(head, rp) {
 				retry = 0
 			} else {
 				pause()

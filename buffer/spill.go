@@ -219,17 +219,39 @@ const (
 	stepFailed
 )
 
-// replayStep reads (or keeps) a batch from the spool and exports it.
-func (b *Buffer) replayStep(rp *replay) step {
+// replayStep reads (or keeps) a batch from the spool into rp and exports
+// it.
+//
+// With ahead (not nil: "always" mode) and quiet (nothing was logged since
+// the worker last looked), the batch is exported on a goroutine of its own
+// while this one reads the next batch into ahead: reading a batch back is
+// about as much CPU as encoding and sending it, and the two then overlap.
+// While the application logs, the export side stays one goroutine and
+// leaves the application the other CPU. Once rp is settled, swap reports
+// that the caller is to swap the two (when something was read ahead). What the read ahead consumes is
+// acknowledged only after rp (see readReplay's early). (The export, not
+// the read, has the goroutine: the replay structs stay on the worker's
+// stack.)
+func (b *Buffer) replayStep(rp, ahead *replay, quiet bool) (st step, swap bool) {
 	if rp.batch == nil {
-		if empty := b.readReplay(rp); empty {
-			return stepEmpty
+		if empty := b.readReplay(rp, false); empty {
+			return stepEmpty, false
 		}
 		if rp.batch == nil {
-			return stepDone
+			return stepDone, false
 		}
 	}
-	err := b.exp.Export(b.exportCtx, rp.batch)
+	var err error
+	read := ahead != nil && ahead.batch == nil && !ahead.hasLast && len(ahead.pending) == 0 && quiet
+	if read {
+		ahead.pending, rp.pending = rp.pending, nil // the next batch begins with them
+		b.sending = rp.batch
+		go b.exportSending()
+		b.readReplay(ahead, true)
+		err = <-b.sent
+	} else {
+		err = b.exp.Export(b.exportCtx, rp.batch)
+	}
 	done, delivered, rejected := b.classify(err, rp.batch, rp.n)
 	b.exported.Add(uint64(delivered))
 	b.replayed.Add(uint64(delivered))
@@ -237,7 +259,14 @@ func (b *Buffer) replayStep(rp *replay) step {
 		b.ack(rp.last)
 		b.settle(delivered + rejected)
 		b.settledReplay(rp, err)
-		return stepDone
+		if !read && (ahead == nil || ahead.batch == nil && !ahead.hasLast) {
+			return stepDone, false // nothing read ahead: rp keeps its pending records
+		}
+		if ahead.batch == nil && ahead.hasLast {
+			b.ack(ahead.last) // all of it was dropped (too old, corrupt)
+			ahead.hasLast = false
+		}
+		return stepDone, true
 	}
 	rp.failed = true
 	if rem := remainingOf(err); rem != nil {
@@ -245,19 +274,27 @@ func (b *Buffer) replayStep(rp *replay) step {
 		rp.settledPart += delivered + rejected
 		b.settle(delivered + rejected)
 	}
-	return stepFailed
+	return stepFailed, false
 }
+
+// exportSending exports b.sending and sends the outcome on b.sent.
+func (b *Buffer) exportSending() { b.sent <- b.exp.Export(b.exportCtx, b.sending) }
 
 // readReplay fills rp.batch with records from the spool, oldest first, up to
 // BatchSize bytes and one tenant. Entries older than MaxAge are dropped
 // here. It reports whether the spool had nothing to read.
+//
+// early is set for a read ahead of a batch not yet settled (replayStep):
+// it then acknowledges nothing (records it dropped stay in rp.last for the
+// caller to acknowledge in order) and leaves spoolActive as it is (the
+// next read that finds the spool empty turns it off).
 //
 // Records are read in runs with NextViews (one lock per run) and decoded
 // with BatchDecoder.Range: no allocation per record. Their strings alias
 // the spool's read-ahead block, valid until the next read, so merge copies
 // what the batch keeps: lines and metadata into rp.arena, labels and tenant
 // once per batch.
-func (b *Buffer) readReplay(rp *replay) (empty bool) {
+func (b *Buffer) readReplay(rp *replay, early bool) (empty bool) {
 	b.mu.Lock()
 	gen := b.spoolGen
 	b.unreadBytes = 0
@@ -371,6 +408,9 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 		b.errs.report(fmt.Errorf("replay: dropped %d entries older than %v", tooOld, b.cfg.MaxAge))
 	}
 	if !read {
+		if early {
+			return true
+		}
 		b.mu.Lock()
 		if b.spoolGen == gen && !b.spilling && len(rp.pending) == 0 {
 			b.spoolActive = false
@@ -381,7 +421,7 @@ func (b *Buffer) readReplay(rp *replay) (empty bool) {
 	}
 	if n == 0 {
 		// Everything read was dropped: acknowledge it.
-		if rp.hasLast {
+		if rp.hasLast && !early {
 			b.ack(rp.last)
 			rp.hasLast = false
 		}

@@ -547,63 +547,30 @@ func dropBadLabels(b *Batch) (good *Batch, bad int, reason string) {
 // them (the caller may reuse the exported batch's memory once Export
 // returns), merging a stream that was cut by Split back into one.
 func concat(tenant string, parts []*Batch) *Batch {
-	// All text goes into one string; lines and labels are slices of it.
-	size := len(tenant)
+	// Every string is copied on its own: this is the path of a push that
+	// failed after Loki took part of it, rare enough that its allocations
+	// do not matter, and the code stays small.
+	b := &Batch{Tenant: strings.Clone(tenant)}
 	for _, p := range parts {
 		for _, s := range p.Streams {
-			size += len(s.Labels)
-			for _, e := range s.Entries {
-				size += len(e.Line)
-				for _, m := range e.Metadata {
-					size += len(m.Name) + len(m.Value)
-				}
-			}
-		}
-	}
-	var sb strings.Builder
-	sb.Grow(size)
-	for _, p := range parts {
-		for _, s := range p.Streams {
-			sb.WriteString(s.Labels)
-			for _, e := range s.Entries {
-				sb.WriteString(e.Line)
-				for _, m := range e.Metadata {
-					sb.WriteString(m.Name)
-					sb.WriteString(m.Value)
-				}
-			}
-		}
-	}
-	sb.WriteString(tenant)
-	text, off := sb.String(), 0
-	next := func(s string) string {
-		off += len(s)
-		return text[off-len(s) : off]
-	}
-
-	b := &Batch{}
-	for _, p := range parts {
-		for _, s := range p.Streams {
-			labels := next(s.Labels)
 			n := len(b.Streams)
-			if n == 0 || b.Streams[n-1].Labels != labels {
-				b.Streams = append(b.Streams, Stream{Labels: labels, Entries: make([]Entry, 0, len(s.Entries))})
+			if n == 0 || b.Streams[n-1].Labels != s.Labels {
+				b.Streams = append(b.Streams, Stream{Labels: strings.Clone(s.Labels), Entries: make([]Entry, 0, len(s.Entries))})
 				n++
 			}
 			last := &b.Streams[n-1]
 			for _, e := range s.Entries {
-				c := Entry{Timestamp: e.Timestamp, Line: next(e.Line)}
+				c := Entry{Timestamp: e.Timestamp, Line: strings.Clone(e.Line)}
 				if len(e.Metadata) > 0 {
 					c.Metadata = make([]LabelPair, len(e.Metadata))
 					for k, m := range e.Metadata {
-						c.Metadata[k] = LabelPair{Name: next(m.Name), Value: next(m.Value)}
+						c.Metadata[k] = LabelPair{Name: strings.Clone(m.Name), Value: strings.Clone(m.Value)}
 					}
 				}
 				last.Entries = append(last.Entries, c)
 			}
 		}
 	}
-	b.Tenant = next(tenant)
 	return b
 }
 
