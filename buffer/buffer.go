@@ -1108,10 +1108,10 @@ func (b *Buffer) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var retry time.Duration
-	// The batch read from the spool, kept across retries; its arena's
-	// chunks come from the recycler and go back (settledReplay).
-	// rp is the batch read from the spool; ahead ("always" mode) the next
-	// one, read while rp is sent (replayStep).
+	// rp is the batch read from the spool, kept across retries; its
+	// arena's chunks come from the recycler and go back (settledReplay).
+	// ahead ("always" mode) is the next one, read while rp is sent
+	// (replayStep); logged is Add's count when the worker last looked.
 	rp0, rp1 := replay{arena: arena{rec: &b.recycle}}, replay{arena: arena{rec: &b.recycle}}
 	rp, ahead, logged := &rp0, (*replay)(nil), uint64(0)
 	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways {
