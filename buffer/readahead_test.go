@@ -11,6 +11,34 @@ import (
 	"github.com/lokislog/lokislog/exporter"
 )
 
+// downBuffer is an "always" mode buffer on dir whose exporter fails
+// every push: what it is given stays in the spool for the next start.
+func downBuffer(t *testing.T, dir string) *Buffer {
+	t.Helper()
+	var down atomic.Bool
+	down.Store(true)
+	return mustNew(t, Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: SpoolAlways,
+		RetryInterval: time.Millisecond})
+}
+
+// stopSoon shuts b down within 100 ms: with a spool, the rest stays there.
+func stopSoon(b *Buffer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	b.Shutdown(ctx)
+}
+
+// started waits for the buffer an exporter's hook runs under (its
+// Export calls may begin before New returns).
+func started(bp *atomic.Pointer[Buffer]) *Buffer {
+	for {
+		if b := bp.Load(); b != nil {
+			return b
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestAlwaysModeReadsNextBatchWhileSending replays a spool with nothing
 // logged meanwhile and checks, inside each Export call, that the worker
 // reads the next batch from the spool while that call is still running:
@@ -19,15 +47,10 @@ import (
 // (the wait then times out).
 func TestAlwaysModeReadsNextBatchWhileSending(t *testing.T) {
 	dir := t.TempDir()
-	var down atomic.Bool
-	down.Store(true)
-	b1 := mustNew(t, Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: SpoolAlways,
-		RetryInterval: time.Millisecond})
+	b1 := downBuffer(t, dir)
 	const streams, n = 2, 1000
 	logN(t, b1, streams, 0, n, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	b1.Shutdown(ctx)
+	stopSoon(b1)
 
 	var (
 		bp                    atomic.Pointer[Buffer]
@@ -35,11 +58,7 @@ func TestAlwaysModeReadsNextBatchWhileSending(t *testing.T) {
 		timedOut              bool
 	)
 	r := &recorder{fail: func(_ int, batch *exporter.Batch) error {
-		b := bp.Load()
-		for b == nil {
-			time.Sleep(time.Millisecond)
-			b = bp.Load()
-		}
+		b := started(&bp)
 		calls++
 		sent += batch.Len()
 		left := int64(streams*n - sent) // records unread if none was read ahead
@@ -58,12 +77,7 @@ func TestAlwaysModeReadsNextBatchWhileSending(t *testing.T) {
 	}}
 	b2 := mustNew(t, Config{Exporter: r, SpoolDir: dir, SpoolMode: SpoolAlways, BatchSize: 2048})
 	bp.Store(b2)
-	if err := b2.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := b2.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	flushAndShutdown(t, b2)
 	checkExactlyOnceInOrder(t, r, streams, n)
 	if calls < 3 || overlaps != calls-1 {
 		t.Fatalf("%d of %d exports ran while the next batch was read (want all but the last)", overlaps, calls)
@@ -77,9 +91,7 @@ func TestAlwaysModeReadsNextBatchWhileSending(t *testing.T) {
 // the next start must still find them and deliver them.
 func TestReadAheadAcknowledgesAfterTheBatchBefore(t *testing.T) {
 	dir := t.TempDir()
-	var down atomic.Bool
-	down.Store(true)
-	b1 := mustNew(t, Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: SpoolAlways})
+	b1 := downBuffer(t, dir)
 	old := time.Now().Add(-8 * 24 * time.Hour).UnixNano()
 	for i := range 10 {
 		if err := b1.Add("", `{a="b"}`, time.Now().UnixNano(), []byte(fmt.Sprint(i)), nil); err != nil {
@@ -92,9 +104,7 @@ func TestReadAheadAcknowledgesAfterTheBatchBefore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	b1.Shutdown(ctx)
+	stopSoon(b1)
 
 	// Loki refuses the first batch; the second, read ahead, is all too old.
 	r2 := &recorder{fail: func(int, *exporter.Batch) error { return errors.New("connection refused") }}
@@ -106,18 +116,11 @@ func TestReadAheadAcknowledgesAfterTheBatchBefore(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel2()
-	b2.Shutdown(ctx2)
+	stopSoon(b2)
 
 	r3 := &recorder{}
 	b3 := mustNew(t, Config{Exporter: r3, SpoolDir: dir, SpoolMode: SpoolAlways})
-	if err := b3.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := b3.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	flushAndShutdown(t, b3)
 	if got := r3.lines()[`|{a="b"}`]; fmt.Sprint(got) != "[0 1 2 3 4 5 6 7 8 9]" {
 		t.Fatalf("after the restart: delivered %v, want the ten entries the second start could not send", got)
 	}
@@ -130,15 +133,10 @@ func TestReadAheadAcknowledgesAfterTheBatchBefore(t *testing.T) {
 // first export may overlap a read: nothing was logged before it.)
 func TestAlwaysModeDoesNotReadAheadWhileLogging(t *testing.T) {
 	dir := t.TempDir()
-	var down atomic.Bool
-	down.Store(true)
-	b1 := mustNew(t, Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: SpoolAlways,
-		RetryInterval: time.Millisecond})
+	b1 := downBuffer(t, dir)
 	const n = 1000
 	logN(t, b1, 1, 0, n, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	b1.Shutdown(ctx)
+	stopSoon(b1)
 
 	var (
 		bp                     atomic.Pointer[Buffer]
@@ -146,11 +144,7 @@ func TestAlwaysModeDoesNotReadAheadWhileLogging(t *testing.T) {
 		sent                   int // entries of the batches exported so far
 	)
 	r := &recorder{fail: func(_ int, batch *exporter.Batch) error {
-		b := bp.Load()
-		for b == nil {
-			time.Sleep(time.Millisecond)
-			b = bp.Load()
-		}
+		b := started(&bp)
 		calls++
 		sent += batch.Len()
 		if sent >= n+added {
@@ -168,12 +162,7 @@ func TestAlwaysModeDoesNotReadAheadWhileLogging(t *testing.T) {
 	}}
 	b2 := mustNew(t, Config{Exporter: r, SpoolDir: dir, SpoolMode: SpoolAlways, BatchSize: 2048})
 	bp.Store(b2)
-	if err := b2.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := b2.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	flushAndShutdown(t, b2)
 	if calls < 3 || overlaps != 0 {
 		t.Fatalf("%d of %d exports after the first ran while the next batch was read, with entries logged meanwhile", overlaps, calls-1)
 	}
@@ -190,9 +179,7 @@ func TestAlwaysModeDoesNotReadAheadWhileLogging(t *testing.T) {
 // go with it whether or not it was read ahead.
 func TestReplayKeepsPendingRecordsWhileLogging(t *testing.T) {
 	dir := t.TempDir()
-	var down atomic.Bool
-	down.Store(true)
-	b1 := mustNew(t, Config{Exporter: &recorder{fail: switchable(&down)}, SpoolDir: dir, SpoolMode: SpoolAlways})
+	b1 := downBuffer(t, dir)
 	tenants := []string{"a", "b", "c"}
 	for _, tn := range tenants {
 		for i := range 10 {
@@ -201,20 +188,14 @@ func TestReplayKeepsPendingRecordsWhileLogging(t *testing.T) {
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	b1.Shutdown(ctx)
+	stopSoon(b1)
 
 	var (
 		bp    atomic.Pointer[Buffer]
 		added atomic.Int32
 	)
 	r := &recorder{fail: func(n int, _ *exporter.Batch) error {
-		b := bp.Load()
-		for b == nil {
-			time.Sleep(time.Millisecond)
-			b = bp.Load()
-		}
+		b := started(&bp)
 		if n <= 3 {
 			added.Add(1)
 			return b.Add("a", `{s="new"}`, time.Now().UnixNano(), []byte(fmt.Sprint("new", n)), nil)
@@ -223,12 +204,7 @@ func TestReplayKeepsPendingRecordsWhileLogging(t *testing.T) {
 	}}
 	b2 := mustNew(t, Config{Exporter: r, SpoolDir: dir, SpoolMode: SpoolAlways})
 	bp.Store(b2)
-	if err := b2.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := b2.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	flushAndShutdown(t, b2)
 	got := r.lines()
 	for _, tn := range tenants {
 		if lines := got[tn+`|{s="old"}`]; len(lines) != 10 {
