@@ -228,10 +228,10 @@ const (
 // about as much CPU as encoding and sending it, and the two then overlap.
 // While the application logs, the export side stays one goroutine and
 // leaves the application the other CPU. Once rp is settled, swap reports
-// that the caller is to swap the two (when something was read ahead). What the read ahead consumes is
-// acknowledged only after rp (see readReplay's early). (The export, not
-// the read, has the goroutine: the replay structs stay on the worker's
-// stack.)
+// that the caller is to swap the two (when something was read ahead).
+// What the read ahead consumes is acknowledged only after rp (see
+// readReplay's early). (The export, not the read, has the goroutine: the
+// replay structs stay on the worker's stack.)
 func (b *Buffer) replayStep(rp, ahead *replay, quiet bool) (st step, swap bool) {
 	if rp.batch == nil {
 		if empty := b.readReplay(rp, false); empty {
