@@ -19,6 +19,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/lokislog/lokislog/buffer"
 	"github.com/lokislog/lokislog/exporter"
 	"github.com/lokislog/lokislog/internal/header"
 	"github.com/lokislog/lokislog/internal/labels"
@@ -28,12 +29,12 @@ import (
 // Defaults for the zero values of [Config].
 const (
 	DefaultURL            = "http://localhost:3100"
-	DefaultBatchWait      = time.Second
-	DefaultBatchSize      = 1 << 20
-	DefaultMaxBufferBytes = 8 << 20
+	DefaultBatchWait      = buffer.DefaultBatchWait      // 1s
+	DefaultBatchSize      = buffer.DefaultBatchSize      // 1 MiB
+	DefaultMaxBufferBytes = buffer.DefaultMaxBufferBytes // 8 MiB
 	// DefaultSpoolMaxBufferBytes is MaxBufferBytes' default with a
-	// SpoolDir: the spool holds what memory does not.
-	DefaultSpoolMaxBufferBytes = 4 << 20
+	// SpoolDir: the spool holds what memory does not. 4 MiB.
+	DefaultSpoolMaxBufferBytes = buffer.DefaultSpoolMaxBufferBytes
 	DefaultMaxStreams          = 1000
 	DefaultMaxLineSize         = 256 << 10
 
