@@ -64,9 +64,10 @@ func pop[T any](list *[]T) (v T) {
 // take pops the last element of one of r's lists under r's lock.
 func take[T any](r *recycler, list *[]T) T {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	defer r.count()
-	return pop(list)
+	v := pop(list)
+	r.count()
+	r.mu.Unlock()
+	return v
 }
 
 // count records how many chunks and entry slices r keeps, for refill.

@@ -189,12 +189,12 @@ func (c *Client) closeIdle() {
 // begin registers a running Export; it returns false after Shutdown.
 func (c *Client) begin() bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return false
+	ok := !c.closed
+	if ok {
+		c.active++
 	}
-	c.active++
-	return true
+	c.mu.Unlock()
+	return ok
 }
 
 func (c *Client) end() {

@@ -444,8 +444,9 @@ func (s *Spool) handle(errs []error) {
 // Len returns the number of unacknowledged records.
 func (s *Spool) Len() int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return int(s.pendingR)
+	n := int(s.pendingR)
+	s.mu.Unlock()
+	return n
 }
 
 // Empty reports whether every record was acknowledged (or dropped).
@@ -454,7 +455,6 @@ func (s *Spool) Empty() bool { return s.Len() == 0 }
 // Stats returns a snapshot of the spool's state and counters.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := s.st
 	st.Bytes = s.bytes
 	st.Segments = len(s.segs)
@@ -464,6 +464,7 @@ func (s *Spool) Stats() Stats {
 		st.Unread += g.records - g.readR
 	}
 	st.OldestTimestamp = s.oldestTS()
+	s.mu.Unlock()
 	return st
 }
 
