@@ -68,6 +68,15 @@ const (
 type Config struct {
 	// Exporter receives the batches. Required.
 	Exporter exporter.Exporter
+	// Exporter2, when set, is a second exporter to the same Loki (a
+	// second exporter.Client) through which a memory-only buffer (no
+	// SpoolDir) sends the next queued batch while one is in flight through
+	// Exporter: two pushes at a time while batches queue up, as in a
+	// burst, and one after a failed export until one succeeds. Each
+	// exporter is still called by one goroutine at a time. Loki takes
+	// entries out of order within an hour; a batch that fails is queued
+	// again ahead of those after it. Shutdown shuts it down too.
+	Exporter2 exporter.Exporter
 	// BatchWait is the longest an entry waits in an open batch before the
 	// batch is sent. Default 1s.
 	BatchWait time.Duration
@@ -165,7 +174,8 @@ type Buffer struct {
 	exp exporter.Exporter
 	sp  *spool.Spool // nil when memory only
 	// sending is the batch exportSending sends, and sent its outcome
-	// ("always" mode's replay: replayStep). Owned by the worker.
+	// ("always" mode's replay: replayStep; memory mode's second batch:
+	// run). Owned by the worker.
 	sending *exporter.Batch
 	sent    chan error
 
@@ -242,6 +252,15 @@ type Buffer struct {
 	dropMu           sync.Mutex
 	dropped          map[string]uint64 // guarded by dropMu
 	drops            dropReports       // guarded by dropMu
+
+	// Flush counts settled entries, so the older ones must settle first.
+	// When the head batch failed and the second one sent with it (memory
+	// only, Exporter2) did not, what the second settled is held in held
+	// (while holdSettle is set) and settled once the head is done, or by
+	// dropRest at Shutdown. Owned by the worker; dropRest reads held after
+	// the worker ended.
+	holdSettle bool
+	held       int
 
 	errs *errorReporter
 }
@@ -755,6 +774,10 @@ func (b *Buffer) settle(n int) {
 	if n <= 0 {
 		return
 	}
+	if b.holdSettle {
+		b.held += n
+		return
+	}
 	b.settled.Add(uint64(n))
 	b.mu.Lock()
 	close(b.progress)
@@ -882,8 +905,13 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("shutdown: close spool: %w", err))
 			}
 		}
-		if err := b.exp.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("shutdown exporter: %w", err))
+		for _, e := range [2]exporter.Exporter{b.exp, b.cfg.Exporter2} {
+			if e == nil {
+				continue
+			}
+			if err := e.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shutdown exporter: %w", err))
+			}
 		}
 		b.dropMu.Lock()
 		b.drops.closed = true
@@ -1157,7 +1185,7 @@ func (b *Buffer) run() {
 		quiet := b.enqueued == logged // nothing logged since the last look
 		logged = b.enqueued
 		fromSpool := b.spoolActive || rp.batch != nil
-		var head *sealed
+		var head, second *sealed
 		readNow := false
 		if fromSpool {
 			readNow = rp.batch != nil || stopping || b.flushWant || b.unreadBytes >= b.cfg.BatchSize ||
@@ -1173,6 +1201,11 @@ func (b *Buffer) run() {
 			b.queue = b.queue[1:]
 			b.inflight = head
 			b.exportStart = now
+			if b.cfg.Exporter2 != nil && b.sp == nil && retry == 0 && len(b.queue) > 0 {
+				second = b.queue[0]
+				b.queue[0] = nil
+				b.queue = b.queue[1:]
+			}
 		}
 		b.mu.Unlock()
 
@@ -1193,7 +1226,26 @@ func (b *Buffer) run() {
 				continue
 			}
 		case head != nil:
-			if b.exportMemory(head, rp) {
+			// With a second batch (memory only, Exporter2), the two are
+			// sent at once; the second's outcome is handled first, so
+			// that a head that failed is queued again ahead of it.
+			ok := true
+			if second != nil {
+				b.sending = second.batch
+				go b.exportSending(b.cfg.Exporter2)
+			}
+			err := b.exp.Export(b.exportCtx, head.batch)
+			if second != nil {
+				b.holdSettle = err != nil
+				ok = b.exportedMemory(second, rp, <-b.sent)
+				b.holdSettle = false
+			}
+			done := b.exportedMemory(head, rp, err)
+			if done {
+				b.settle(b.held)
+				b.held = 0
+			}
+			if done && ok {
 				retry = 0
 			} else {
 				pause()
@@ -1236,15 +1288,14 @@ func (b *Buffer) run() {
 	}
 }
 
-// exportMemory sends s, taken from the memory queue. It returns false when
-// the export failed and should be tried again after a pause. When s is
-// also on disk and Loki took part of it (a *exporter.PartialError), the
-// rest goes to rp, the worker's batch read from the spool, with the
-// positions of s's records: it is resent from there and the records are
-// acknowledged once it is settled, so that the part delivered or rejected
-// is not sent (and counted) again.
-func (b *Buffer) exportMemory(s *sealed, rp *replay) bool {
-	err := b.exp.Export(b.exportCtx, s.batch)
+// exportedMemory handles err, the outcome of exporting s, taken from the
+// memory queue. It returns false when the export failed and should be
+// tried again after a pause. When s is also on disk and Loki took part of
+// it (a *exporter.PartialError), the rest goes to rp, the worker's batch
+// read from the spool, with the positions of s's records: it is resent
+// from there and the records are acknowledged once it is settled, so that
+// the part delivered or rejected is not sent (and counted) again.
+func (b *Buffer) exportedMemory(s *sealed, rp *replay, err error) bool {
 	// Recycle s's memory only after a clean export: an error might hold on
 	// to the batch (PartialError.Remaining, or another Exporter's own).
 	reuse := err == nil
@@ -1346,9 +1397,10 @@ func (b *Buffer) exportMemory(s *sealed, rp *replay) bool {
 			}
 		}
 	}
-	// Put it back at the head of the queue.
+	// Put it back at the head of the queue (memory only: a second batch,
+	// which is not b.inflight, too).
 	b.mu.Lock()
-	if b.inflight == s {
+	if b.inflight == s || b.sp == nil {
 		b.inflight = nil
 		b.queue = append([]*sealed{s}, b.queue...)
 	}
@@ -1466,7 +1518,9 @@ func (b *Buffer) dropRest() int {
 	b.mu.Unlock()
 	if n > 0 {
 		b.drop(ReasonShutdown, n)
-		b.settle(n)
+	}
+	b.settle(n + b.held)
+	if n > 0 {
 		b.errs.report(fmt.Errorf("shutdown deadline: %d entries not delivered", n))
 	}
 	return n

@@ -76,6 +76,7 @@ type chaosParams struct {
 	// memory mode: end the run with a healthy exporter and a Flush, or
 	// with a Shutdown under a random deadline while the faults go on.
 	memFinalHealthy      bool
+	twoInFlight          bool // memory mode: an Exporter2 too (odd seeds)
 	shutdownDeadline     time.Duration
 	shutdownDuringAdds   bool
 	diskBrokenAtShutdown bool
@@ -115,6 +116,7 @@ func newChaosParams(mode string, seed uint64) chaosParams {
 		100 * time.Millisecond, 500 * time.Millisecond, 3 * time.Second}[rng.IntN(7)]
 	p.shutdownDuringAdds = rng.IntN(4) == 0
 	p.diskBrokenAtShutdown = p.diskFaults && rng.IntN(5) == 0
+	p.twoInFlight = mode == "" && seed%2 == 1 // not drawn: the other draws stay as they were
 	return p
 }
 
@@ -205,10 +207,27 @@ type chaosExporter struct {
 	rng       *rand.Rand
 	calls     int
 	delivered []chaosID        // in delivery order
+	via       []int8           // for each of delivered: 0 through Exporter, 1 through Exporter2
 	partial   map[chaosID]bool // delivered or rejected as the first part of a PartialError
 	rejected  map[chaosID]int  // rejected permanently (how many times)
 	bad       []string         // malformed batches
 	shut      int
+	shut2     int // Shutdown calls through Exporter2
+}
+
+// chaosSecond is a run's chaosExporter as its Buffer's Exporter2: what it
+// delivers is marked as such (via).
+type chaosSecond struct{ *chaosExporter }
+
+func (e chaosSecond) Export(ctx context.Context, b *exporter.Batch) error {
+	return e.export(ctx, b, 1)
+}
+
+func (e chaosSecond) Shutdown(context.Context) error {
+	e.mu.Lock()
+	e.shut2++
+	e.mu.Unlock()
+	return nil
 }
 
 func newChaosExporter(p *chaosParams, run int) *chaosExporter {
@@ -217,6 +236,10 @@ func newChaosExporter(p *chaosParams, run int) *chaosExporter {
 }
 
 func (e *chaosExporter) Export(ctx context.Context, b *exporter.Batch) error {
+	return e.export(ctx, b, 0)
+}
+
+func (e *chaosExporter) export(ctx context.Context, b *exporter.Batch, via int8) error {
 	e.mu.Lock()
 	e.calls++
 	ans := ansOK
@@ -289,6 +312,7 @@ func (e *chaosExporter) Export(ctx context.Context, b *exporter.Batch) error {
 		for i, id := range ids[:cut] {
 			if i < cut-rej {
 				e.delivered = append(e.delivered, id)
+				e.via = append(e.via, via)
 				e.partial[id] = true
 			} else {
 				e.rejected[id]++
@@ -304,6 +328,9 @@ func (e *chaosExporter) Export(ctx context.Context, b *exporter.Batch) error {
 	}
 	e.mu.Lock()
 	e.delivered = append(e.delivered, ids...)
+	for range ids {
+		e.via = append(e.via, via)
+	}
 	e.mu.Unlock()
 	return nil
 }
@@ -410,6 +437,9 @@ func (h *chaosHarness) runOnce(run int, final bool) {
 	var shutReturned atomic.Bool
 	cfg := p.cfg
 	cfg.Exporter = r.exp
+	if p.twoInFlight {
+		cfg.Exporter2 = chaosSecond{r.exp}
+	}
 	cfg.ErrorHandler = func(err error) {
 		if shutReturned.Load() {
 			r.lateReports.Add(1)
@@ -606,6 +636,9 @@ func (h *chaosHarness) runOnce(run int, final bool) {
 	if r.exp.shut != 1 {
 		h.errorf("run %d: exporter shut down %d times", run, r.exp.shut)
 	}
+	if want := map[bool]int{true: 1}[p.twoInFlight]; r.exp.shut2 != want {
+		h.errorf("run %d: Exporter2 shut down %d times, want %d", run, r.exp.shut2, want)
+	}
 	r.exp.mu.Unlock()
 }
 
@@ -756,10 +789,19 @@ func (h *chaosHarness) check() {
 		// Order within the run: each stream's entries first arrive in
 		// the order Add saw them (one writer per stream); entries an
 		// earlier run left on disk arrive before new ones of the stream.
+		// With an Exporter2 (twoInFlight) that holds for what each
+		// exporter delivered: the worker hands each the batches in
+		// order, and a batch that failed, whichever sent it, goes again
+		// alone through Exporter before the next; only the two batches
+		// sent at once may arrive in either order.
+		type viaStream struct {
+			chaosStream
+			via int8
+		}
 		seen := map[chaosID]bool{}
-		last := map[chaosStream]int{}
+		last := map[viaStream]int{}
 		newSeen := map[chaosStream]bool{}
-		for _, id := range e.delivered {
+		for i, id := range e.delivered {
 			delivered[id]++
 			if _, ok := deliveredIn[id]; !ok {
 				deliveredIn[id] = r.run
@@ -771,7 +813,7 @@ func (h *chaosHarness) check() {
 			if deliveredIn[id] != r.run {
 				continue // sent again after a restart; checked below
 			}
-			k := chaosStream{id.run, id.w, id.s}
+			k := viaStream{chaosStream{id.run, id.w, id.s}, e.via[i]}
 			if l, ok := last[k]; ok && id.seq <= l {
 				h.errorf("run %d: %v delivered after #%d of its stream", r.run, id, l)
 			}

@@ -17,7 +17,11 @@
 //     and no spool takes the data, Add drops the new entry, counts it
 //     ([ReasonBufferFull]) and returns [ErrFull]; an entry larger than the
 //     bound alone returns [ErrTooLarge].
-//   - Each stream's entries are exported in the order Add saw them.
+//   - Each stream's entries are exported in the order Add saw them. With
+//     an Exporter2 (memory only), two queued batches may be in flight at
+//     once and Loki may receive the later one first, which it accepts
+//     within an hour; a batch that failed is sent again, alone, before
+//     those after it.
 //   - A retryable export failure keeps the batch: it is tried again after
 //     RetryInterval (1 s), the pause doubling up to 30 s, or, with a
 //     spool, written to disk and read back from there. A

@@ -246,7 +246,7 @@ func (b *Buffer) replayStep(rp, ahead *replay, quiet bool) (st step, swap bool) 
 	if read {
 		ahead.pending, rp.pending = rp.pending, nil // the next batch begins with them
 		b.sending = rp.batch
-		go b.exportSending()
+		go b.exportSending(b.exp)
 		b.readReplay(ahead, true)
 		err = <-b.sent
 	} else {
@@ -277,8 +277,8 @@ func (b *Buffer) replayStep(rp, ahead *replay, quiet bool) (st step, swap bool) 
 	return stepFailed, false
 }
 
-// exportSending exports b.sending and sends the outcome on b.sent.
-func (b *Buffer) exportSending() { b.sent <- b.exp.Export(b.exportCtx, b.sending) }
+// exportSending exports b.sending through e and sends the outcome on b.sent.
+func (b *Buffer) exportSending(e exporter.Exporter) { b.sent <- e.Export(b.exportCtx, b.sending) }
 
 // readReplay fills rp.batch with records from the spool, oldest first, up to
 // BatchSize bytes and one tenant. Entries older than MaxAge are dropped

@@ -36,7 +36,7 @@ func New(cfg Config) (*Handler, error) {
 
 // build creates the client, the buffer and the Handler, with m's hooks.
 func build(s *settings, m *metrics) (*Handler, error) {
-	client, err := exporter.NewClient(exporter.Config{
+	cc := exporter.Config{
 		URL:          s.URL,
 		TenantID:     s.TenantID,
 		Protocol:     s.Protocol,
@@ -52,12 +52,17 @@ func build(s *settings, m *metrics) (*Handler, error) {
 		MaxBackoff:   s.MaxBackoff,
 		MaxRetryTime: s.MaxRetryTime,
 		OnRequest:    m.recordRequest,
-	})
+	}
+	// Two clients: a memory-only buffer sends a second batch through the
+	// other while one is in flight (buffer.Config.Exporter2).
+	client, err := exporter.NewClient(cc)
 	if err != nil {
 		return nil, fmt.Errorf("handler: %w", err)
 	}
+	client2, _ := exporter.NewClient(cc) // cc was valid just above
 	buf, err := buffer.New(buffer.Config{
 		Exporter:          client,
+		Exporter2:         client2,
 		BatchWait:         s.BatchWait,
 		BatchSize:         s.BatchSize,
 		MaxBufferBytes:    s.MaxBufferBytes,
@@ -75,8 +80,8 @@ func build(s *settings, m *metrics) (*Handler, error) {
 	}
 	p := newPipeline(s, meteredSink{Buffer: buf, m: m})
 	p.clientStats = func() clientCounters {
-		cs := client.Stats()
-		return clientCounters{Requests: cs.Requests, Retries: cs.Retries, BytesSent: cs.BytesSent}
+		cs, c2 := client.Stats(), client2.Stats()
+		return clientCounters{Requests: cs.Requests + c2.Requests, Retries: cs.Retries + c2.Retries, BytesSent: cs.BytesSent + c2.BytesSent}
 	}
 	return &Handler{p: p, base: baseStream{set: p.staticSet}}, nil
 }

@@ -1,0 +1,215 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"github.com/lokislog/lokislog/exporter"
+)
+
+// entered is a recorder that counts the Export calls that began, before
+// they wait at the recorder's gate.
+type entered struct {
+	*recorder
+	n atomic.Int32
+}
+
+func (e *entered) Export(ctx context.Context, b *exporter.Batch) error {
+	e.n.Add(1)
+	return e.recorder.Export(ctx, b)
+}
+
+// sentLines returns the lines r delivered, in the order of its calls.
+func sentLines(r *recorder) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, b := range r.batches {
+		for _, s := range b.Streams {
+			for _, e := range s.Entries {
+				out = append(out, e.Line)
+			}
+		}
+	}
+	return out
+}
+
+// twoFlightBuffer returns a memory-only buffer whose batches each hold
+// one entry, with first and second as Exporter and Exporter2. It has sent
+// a first batch ("x") through first, where it waits at first's gate, and
+// queued the batches "0" to "3" behind it: the gate's opening starts the
+// pairs.
+func twoFlightBuffer(t *testing.T, first, second exporter.Exporter, gate chan struct{}) *Buffer {
+	t.Helper()
+	b := mustNew(t, Config{Exporter: first, Exporter2: second, BatchSize: 1, RetryInterval: 1})
+	add(t, b, "", `{a="b"}`, "x")
+	synctest.Wait() // the worker waits at the gate with "x": the queue was empty
+	for _, l := range []string{"0", "1", "2", "3"} {
+		add(t, b, "", `{a="b"}`, l)
+	}
+	close(gate)
+	return b
+}
+
+// TestMemoryModeSendsTwoBatchesAtOnce: without a spool and with an
+// Exporter2, the worker sends the next queued batch through Exporter2
+// while one is in flight through Exporter, and Shutdown shuts both down.
+func TestMemoryModeSendsTwoBatchesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate1, gate2 := make(chan struct{}), make(chan struct{})
+		r1 := &entered{recorder: &recorder{gate: gate1}}
+		r2 := &entered{recorder: &recorder{gate: gate2}}
+		b := mustNew(t, Config{Exporter: r1, Exporter2: r2, BatchSize: 1})
+		for _, l := range []string{"0", "1", "2", "3"} {
+			add(t, b, "", `{a="b"}`, l)
+		}
+		synctest.Wait()
+		// However the worker met the four batches, once it holds two
+		// sealed ones it sends them at once: both are in flight now.
+		if n1, n2 := r1.n.Load(), r2.n.Load(); n1 != 1 || n2 != 1 {
+			t.Fatalf("in flight through Exporter %d, Exporter2 %d; want 1 and 1", n1, n2)
+		}
+		close(gate1)
+		close(gate2)
+		flushAndShutdown(t, b)
+		got := append(sentLines(r1.recorder), sentLines(r2.recorder)...)
+		slices.Sort(got)
+		if want := []string{"0", "1", "2", "3"}; !slices.Equal(got, want) {
+			t.Errorf("delivered %q, want %q", got, want)
+		}
+		if s := b.Stats(); s.Exported != 4 || len(s.Dropped) != 0 || s.BufferedEntries != 0 {
+			t.Errorf("stats %+v", s)
+		}
+		if n1, n2 := r1.shutdown.Load(), r2.shutdown.Load(); n1 != 1 || n2 != 1 {
+			t.Errorf("Shutdown shut Exporter down %d times, Exporter2 %d; want 1 and 1", n1, n2)
+		}
+	})
+}
+
+// TestTwoInFlightFailures: a batch that fails is queued again ahead of
+// those after it, and after a failure one batch at a time is sent until
+// an export succeeds. Which exporter sent what shows it.
+func TestTwoInFlightFailures(t *testing.T) {
+	fail := func(calls ...int) func(int, *exporter.Batch) error {
+		return func(n int, _ *exporter.Batch) error {
+			if slices.Contains(calls, n) {
+				return errors.New("503")
+			}
+			return nil
+		}
+	}
+	for _, c := range []struct {
+		name         string
+		fail1, fail2 []int // failing calls of Exporter (the first is "x") and Exporter2
+		want1, want2 string
+	}{
+		// "0" fails, "1" is delivered; "0" again, alone; then "2" and "3".
+		{"first fails", []int{2}, nil, "x 0 2", "1 3"},
+		// "1" fails: alone again, through Exporter, before "2".
+		{"second fails", nil, []int{1}, "x 0 1 2", "3"},
+		// Both fail: "0" then "1" again, in that order.
+		{"both fail", []int{2}, []int{1}, "x 0 1 3", "2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				gate := make(chan struct{})
+				r1 := &recorder{gate: gate, fail: fail(c.fail1...)}
+				r2 := &recorder{fail: fail(c.fail2...)}
+				b := twoFlightBuffer(t, r1, r2, gate)
+				flushAndShutdown(t, b)
+				got1, got2 := strings.Join(sentLines(r1), " "), strings.Join(sentLines(r2), " ")
+				if got1 != c.want1 || got2 != c.want2 {
+					t.Errorf("Exporter sent %q, Exporter2 %q; want %q and %q", got1, got2, c.want1, c.want2)
+				}
+				if s := b.Stats(); s.Exported != 5 || len(s.Dropped) != 0 {
+					t.Errorf("stats %+v", s)
+				}
+			})
+		})
+	}
+}
+
+// TestTwoInFlightShutdownCountsBoth: when Shutdown's deadline passes with
+// two batches in flight (Loki does not answer), both are counted as
+// dropped, exactly once.
+func TestTwoInFlightShutdownCountsBoth(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate1, gate2 := make(chan struct{}), make(chan struct{})
+		r1 := &entered{recorder: &recorder{gate: gate1}}
+		r2 := &entered{recorder: &recorder{gate: gate2}}
+		b := mustNew(t, Config{Exporter: r1, Exporter2: r2, BatchSize: 1})
+		for _, l := range []string{"0", "1", "2"} {
+			add(t, b, "", `{a="b"}`, l)
+		}
+		synctest.Wait()
+		if r2.n.Load() != 1 {
+			t.Fatalf("Exporter2 has %d batches in flight, want 1", r2.n.Load())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 1)
+		defer cancel()
+		if err := b.Shutdown(ctx); err == nil {
+			t.Error("Shutdown returned nil with three entries undelivered")
+		}
+		if s := b.Stats(); s.Dropped[ReasonShutdown] != 3 || s.Exported != 0 || s.BufferedEntries != 0 {
+			t.Errorf("stats %+v, want 3 dropped (shutdown)", s)
+		}
+	})
+}
+
+// TestSpoolIgnoresExporter2: with a spool the worker sends one batch at a
+// time through Exporter; Shutdown still shuts Exporter2 down.
+func TestSpoolIgnoresExporter2(t *testing.T) {
+	r1, r2 := &recorder{}, &recorder{}
+	b := mustNew(t, Config{Exporter: r1, Exporter2: r2, BatchSize: 1, SpoolDir: t.TempDir()})
+	for _, l := range []string{"0", "1", "2", "3"} {
+		add(t, b, "", `{a="b"}`, l)
+	}
+	flushAndShutdown(t, b)
+	if got := strings.Join(sentLines(r1), " "); got != "0 1 2 3" || len(sentLines(r2)) != 0 {
+		t.Errorf("Exporter sent %q, Exporter2 %q; want all four through Exporter", got, sentLines(r2))
+	}
+	if r2.shutdown.Load() != 1 {
+		t.Errorf("Exporter2 shut down %d times, want 1", r2.shutdown.Load())
+	}
+}
+
+// TestTwoInFlightFlushWaitsForTheOlderBatch: Flush counts settled
+// entries, so when the older of two batches sent at once fails and the
+// newer one (logged after Flush began) is delivered, the newer one's
+// entries must not count for Flush until the older one's do.
+func TestTwoInFlightFlushWaitsForTheOlderBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		r1 := &recorder{gate: gate, fail: func(n int, _ *exporter.Batch) error {
+			if n == 2 {
+				return errors.New("503")
+			}
+			return nil
+		}}
+		r2 := &recorder{}
+		b := mustNew(t, Config{Exporter: r1, Exporter2: r2, BatchSize: 1})
+		add(t, b, "", `{a="b"}`, "x")
+		synctest.Wait() // "x" waits at the gate
+		add(t, b, "", `{a="b"}`, "0")
+		flushed := make(chan error, 1)
+		go func() { flushed <- b.Flush(context.Background()) }()
+		synctest.Wait() // Flush waits for "x" and "0"
+		add(t, b, "", `{a="b"}`, "1")
+		close(gate) // "x"; then "0" (fails) with "1" (delivered); "0" again
+		if err := <-flushed; err != nil {
+			t.Fatal(err)
+		}
+		if got := sentLines(r1); !slices.Contains(got, "0") {
+			t.Errorf("Flush returned with %q delivered through Exporter, %q through Exporter2: \"0\" was not", got, sentLines(r2))
+		}
+		flushAndShutdown(t, b)
+		if s := b.Stats(); s.Exported != 3 || len(s.Dropped) != 0 {
+			t.Errorf("stats %+v", s)
+		}
+	})
+}
