@@ -156,7 +156,9 @@ type Config struct {
 	// HTTPClient, when set, sends the pushes instead of the client's own
 	// (HTTP/1.1, proxies from the environment, TLS; see
 	// [exporter.Config.HTTPClient]); an *http.Client is one. Set one for
-	// HTTP/2 or a SOCKS proxy. Default: the client's own.
+	// HTTP/2 or a SOCKS proxy. Without a SpoolDir it may be called by two
+	// goroutines at once (two pushes in flight), as an *http.Client
+	// allows. Default: the client's own.
 	HTTPClient exporter.Doer `json:"-" yaml:"-"`
 
 	// ErrorHandler receives asynchronous errors: failed pushes, spool
