@@ -331,13 +331,18 @@ func (s *Spool) drop() {
 	if g.records > g.readR && len(s.fullDrops) < maxFullDrops {
 		s.fullDrops = append(s.fullDrops, fullDrop{num: g.num, readR: g.readR, readE: g.readE, records: g.records, entries: g.entries})
 	}
-	s.deleteOldest(false)
+	// The preparer, when it runs, removes the file: unlinking a segment
+	// whose pages are in the page cache takes milliseconds (about 4 for
+	// 8 MiB here), which the append, and in "always" mode every logging
+	// call behind the buffer's lock, would wait for.
+	s.deleteOldest(s.pr != nil)
+	s.kickPreparer()
 }
 
 // deleteOldest removes segs[0] from the state and the disk. With later,
-// the file is only queued (s.toRemove) for the caller to remove once it
-// released s.mu: unlinking a large file can take milliseconds, which
-// appends should not wait for. Callers hold s.mu.
+// the file is only queued (s.toRemove), to be removed once s.mu is
+// released (removeQueued): unlinking a large file can take milliseconds,
+// which appends should not wait for. Callers hold s.mu.
 func (s *Spool) deleteOldest(later bool) {
 	g := s.segs[0]
 	s.segs[0] = nil
@@ -398,8 +403,8 @@ func (s *Spool) removeSegmentFile(num uint64) error {
 	return nil
 }
 
-// removeQueued deletes the files deleteOldest queued. Callers hold
-// s.ackMu, not s.mu.
+// removeQueued deletes the files deleteOldest queued: acknowledge's after
+// it (holding s.ackMu), drop's in the preparer. Callers do not hold s.mu.
 func (s *Spool) removeQueued() {
 	s.mu.Lock()
 	nums := s.toRemove

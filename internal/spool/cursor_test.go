@@ -361,3 +361,46 @@ func TestCursorFlushedWithTheInterval(t *testing.T) {
 		})
 	}
 }
+
+// TestFullSpoolRemovesDroppedSegmentsOffTheAppend: when MaxBytes makes an
+// append drop the oldest segment, the preparer removes its file: the
+// appends go on while the removal waits, and Close leaves no dropped
+// segment's file behind.
+func TestFullSpoolRemovesDroppedSegmentsOffTheAppend(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, Options{Dir: dir, SegmentSize: 1000, MaxBytes: 3000, Sync: SyncNever})
+	if s.pr == nil {
+		t.Skip("no preparer on this platform (no mmap writer): a drop removes its file in the append")
+	}
+	// The preparer runs only on the OS filesystem: slow its removals down
+	// from here on (nothing has woken it yet).
+	fsys := &slowRemoveFS{entered: make(chan string, 64), release: make(chan struct{})}
+	s.fs = fsys
+	var once sync.Once
+	release := func() { once.Do(func() { close(fsys.release) }) }
+	t.Cleanup(release)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		appendN(t, s, 0, 80, 80) // about 8,000 bytes: segments dropped
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Append waited for the removal of a dropped segment")
+	}
+	if name := <-fsys.entered; !strings.HasSuffix(name, segmentName(1)) {
+		t.Fatalf("removing %s first, want segment 1", name)
+	}
+	st := s.Stats()
+	if st.DroppedFullRecords == 0 {
+		t.Fatalf("nothing dropped: %+v", st)
+	}
+	release()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(segFileSizes(t, dir)); n != st.Segments {
+		t.Errorf("%d segment files after Close, the spool has %d segments", n, st.Segments)
+	}
+}

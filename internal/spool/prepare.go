@@ -135,10 +135,12 @@ func (s *Spool) prepareLoop() {
 			if p != nil {
 				s.discardPrepared(p)
 			}
+			s.removeQueued() // Close has set s.closed: drop queues no more
 			return
 		case <-s.pr.wake:
 		}
 		s.prepareStep()
+		s.removeQueued() // segments drop deleted (MaxBytes)
 		if !firstDone {
 			firstDone = true
 			close(s.pr.first)
