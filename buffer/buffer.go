@@ -72,10 +72,13 @@ type Config struct {
 	// second exporter.Client) through which a memory-only buffer (no
 	// SpoolDir) sends the next queued batch while one is in flight through
 	// Exporter: two pushes at a time while batches queue up, as in a
-	// burst, and one after a failed export until one succeeds. Each
-	// exporter is still called by one goroutine at a time. Loki takes
-	// entries out of order within an hour; a batch that fails is queued
-	// again ahead of those after it. Shutdown shuts it down too.
+	// burst. A batch that fails is queued again ahead of those after it:
+	// after the head failed, one at a time until an export succeeds; when
+	// only the second failed, it is sent again at once as the head (the
+	// handler's second client makes one attempt per push and leaves the
+	// retrying to the first). Each exporter is still called by one
+	// goroutine at a time. Loki takes entries out of order within an
+	// hour. Shutdown shuts it down too.
 	Exporter2 exporter.Exporter
 	// BatchWait is the longest an entry waits in an open batch before the
 	// batch is sent. Default 1s.
@@ -1245,10 +1248,13 @@ func (b *Buffer) run() {
 				b.settle(b.held)
 				b.held = 0
 			}
-			if done && ok {
-				retry = 0
-			} else {
+			// When only the second failed, Loki took the head: the
+			// second, now the queue's head, is sent again at once.
+			switch {
+			case !done:
 				pause()
+			case ok:
+				retry = 0
 			}
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/lokislog/lokislog/exporter"
 )
@@ -46,7 +47,7 @@ func sentLines(r *recorder) []string {
 // pairs.
 func twoFlightBuffer(t *testing.T, first, second exporter.Exporter, gate chan struct{}) *Buffer {
 	t.Helper()
-	b := mustNew(t, Config{Exporter: first, Exporter2: second, BatchSize: 1, RetryInterval: 1})
+	b := mustNew(t, Config{Exporter: first, Exporter2: second, BatchSize: 1, RetryInterval: time.Hour})
 	add(t, b, "", `{a="b"}`, "x")
 	synctest.Wait() // the worker waits at the gate with "x": the queue was empty
 	for _, l := range []string{"0", "1", "2", "3"} {
@@ -92,8 +93,10 @@ func TestMemoryModeSendsTwoBatchesAtOnce(t *testing.T) {
 }
 
 // TestTwoInFlightFailures: a batch that fails is queued again ahead of
-// those after it, and after a failure one batch at a time is sent until
-// an export succeeds. Which exporter sent what shows it.
+// those after it; after the head failed the worker pauses (RetryInterval)
+// and sends one batch at a time until an export succeeds; when only the
+// second failed, it is sent again at once, as the head. Which exporter
+// sent what, and the (fake) time the worker paused, show it.
 func TestTwoInFlightFailures(t *testing.T) {
 	fail := func(calls ...int) func(int, *exporter.Batch) error {
 		return func(n int, _ *exporter.Batch) error {
@@ -107,21 +110,32 @@ func TestTwoInFlightFailures(t *testing.T) {
 		name         string
 		fail1, fail2 []int // failing calls of Exporter (the first is "x") and Exporter2
 		want1, want2 string
+		pause        bool
 	}{
-		// "0" fails, "1" is delivered; "0" again, alone; then "2" and "3".
-		{"first fails", []int{2}, nil, "x 0 2", "1 3"},
-		// "1" fails: alone again, through Exporter, before "2".
-		{"second fails", nil, []int{1}, "x 0 1 2", "3"},
-		// Both fail: "0" then "1" again, in that order.
-		{"both fail", []int{2}, []int{1}, "x 0 1 3", "2"},
+		// "0" fails, "1" is delivered; a pause, "0" again, alone; then
+		// "2" and "3".
+		{"first fails", []int{2}, nil, "x 0 2", "1 3", true},
+		// "1" fails: at once again, as the head, with "2"; then "3".
+		{"second fails", nil, []int{1}, "x 0 1 3", "2", false},
+		// Both fail: a pause, "0" alone, then "1" and "2", then "3".
+		{"both fail", []int{2}, []int{1}, "x 0 1 3", "2", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				gate := make(chan struct{})
 				r1 := &recorder{gate: gate, fail: fail(c.fail1...)}
 				r2 := &recorder{fail: fail(c.fail2...)}
+				start := time.Now()
 				b := twoFlightBuffer(t, r1, r2, gate)
-				flushAndShutdown(t, b)
+				if err := b.Flush(context.Background()); err != nil { // the pause is an hour
+					t.Fatal(err)
+				}
+				if err := b.Shutdown(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if paused := time.Since(start) >= time.Hour; paused != c.pause {
+					t.Errorf("paused %v, want %v", paused, c.pause)
+				}
 				got1, got2 := strings.Join(sentLines(r1), " "), strings.Join(sentLines(r2), " ")
 				if got1 != c.want1 || got2 != c.want2 {
 					t.Errorf("Exporter sent %q, Exporter2 %q; want %q and %q", got1, got2, c.want1, c.want2)

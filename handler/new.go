@@ -2,6 +2,7 @@ package handler
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/lokislog/lokislog/buffer"
 	"github.com/lokislog/lokislog/exporter"
@@ -59,6 +60,11 @@ func build(s *settings, m *metrics) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("handler: %w", err)
 	}
+	// The second client makes one attempt per push: a failed push goes
+	// back to the queue and is sent next by the first, whose retries wait
+	// for Loki. Two clients retrying side by side would hold the worker
+	// until the later of their backoffs ended.
+	cc.MaxRetryTime = time.Nanosecond
 	client2, _ := exporter.NewClient(cc) // cc was valid just above
 	buf, err := buffer.New(buffer.Config{
 		Exporter:          client,

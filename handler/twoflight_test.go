@@ -1,12 +1,15 @@
 package handler
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lokislog/lokislog/exporter/lokitest"
@@ -95,4 +98,76 @@ func TestSpoolSendsOnePushAtATime(t *testing.T) {
 	if got := len(loki.Entries()); got != n || d.peak != 1 {
 		t.Errorf("Loki has %d entries (want %d), %d pushes in flight at most (want 1)", got, n, d.peak)
 	}
+}
+
+// scriptDoer answers pushes without a network: 503 to the first push that
+// holds failLine, 204 to the others; the first push waits for gate.
+type scriptDoer struct {
+	gate     chan struct{}
+	failLine string
+	mu       sync.Mutex
+	n        int
+	failed   bool
+}
+
+func (d *scriptDoer) Do(req *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.n++
+	first := d.n == 1
+	fail := !d.failed && bytes.Contains(body, []byte(d.failLine))
+	d.failed = d.failed || fail
+	d.mu.Unlock()
+	if first {
+		<-d.gate
+	}
+	status := http.StatusNoContent
+	if fail {
+		status = http.StatusServiceUnavailable
+	}
+	return &http.Response{StatusCode: status, Body: http.NoBody, Header: http.Header{}, Request: req}, nil
+}
+
+// TestSecondPushIsNotRetriedByItsClient: the handler's second client
+// makes one attempt per push. When the push it sends fails while the other
+// is delivered, the batch goes again at once through the first client,
+// instead of after the second client's backoff (10 s here, on the
+// bubble's clock).
+func TestSecondPushIsNotRetriedByItsClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &scriptDoer{gate: make(chan struct{}), failLine: "msg=r1"}
+		h, err := New(Config{URL: "http://loki.invalid:3100", HTTPClient: d, Protocol: "json", Compression: "none",
+			BatchSize: 1, BatchWait: time.Hour, MinBackoff: 10 * time.Second, MaxBackoff: 10 * time.Second, ErrorHandler: func(error) {}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		l := slog.New(h)
+		l.Info("x")
+		synctest.Wait() // the first push waits at the gate
+		for _, m := range []string{"r0", "r1", "r2"} {
+			l.Info(m)
+		}
+		close(d.gate) // "r0" and "r1" at once; "r1" fails
+		ctx := context.Background()
+		if err := h.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !d.failed {
+			t.Fatal("no push failed: the scenario did not happen")
+		}
+		if took := time.Since(start); took >= time.Second { // the backoff: 5 to 10 s
+			t.Errorf("delivery took %v on the bubble's clock: a client waited out its backoff", took)
+		}
+		if s := h.Stats(); s.Exported != 4 || s.Requests != 5 {
+			t.Errorf("exported %d in %d requests, want 4 in 5", s.Exported, s.Requests)
+		}
+	})
 }
