@@ -1525,7 +1525,7 @@ func (b *Buffer) dropRest() int {
 	if n > 0 {
 		b.drop(ReasonShutdown, n)
 	}
-	b.settle(n + b.held)
+	b.settle(n + b.held) // held: delivered after a head that failed (see holdSettle)
 	if n > 0 {
 		b.errs.report(fmt.Errorf("shutdown deadline: %d entries not delivered", n))
 	}
