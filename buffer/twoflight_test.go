@@ -57,19 +57,27 @@ func twoFlightBuffer(t *testing.T, first, second exporter.Exporter, gate chan st
 	return b
 }
 
+// heldPair returns a memory-only buffer with two exporters whose Export
+// calls wait at gates, after it added the given one-entry batches and
+// every goroutine settled.
+func heldPair(t *testing.T, lines ...string) (b *Buffer, r1, r2 *entered, gate1, gate2 chan struct{}) {
+	gate1, gate2 = make(chan struct{}), make(chan struct{})
+	r1 = &entered{recorder: &recorder{gate: gate1}}
+	r2 = &entered{recorder: &recorder{gate: gate2}}
+	b = mustNew(t, Config{Exporter: r1, Exporter2: r2, BatchSize: 1})
+	for _, l := range lines {
+		add(t, b, "", `{a="b"}`, l)
+	}
+	synctest.Wait()
+	return b, r1, r2, gate1, gate2
+}
+
 // TestMemoryModeSendsTwoBatchesAtOnce: without a spool and with an
 // Exporter2, the worker sends the next queued batch through Exporter2
 // while one is in flight through Exporter, and Shutdown shuts both down.
 func TestMemoryModeSendsTwoBatchesAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		gate1, gate2 := make(chan struct{}), make(chan struct{})
-		r1 := &entered{recorder: &recorder{gate: gate1}}
-		r2 := &entered{recorder: &recorder{gate: gate2}}
-		b := mustNew(t, Config{Exporter: r1, Exporter2: r2, BatchSize: 1})
-		for _, l := range []string{"0", "1", "2", "3"} {
-			add(t, b, "", `{a="b"}`, l)
-		}
-		synctest.Wait()
+		b, r1, r2, gate1, gate2 := heldPair(t, "0", "1", "2", "3")
 		// However the worker met the four batches, once it holds two
 		// sealed ones it sends them at once: both are in flight now.
 		if n1, n2 := r1.n.Load(), r2.n.Load(); n1 != 1 || n2 != 1 {
@@ -153,14 +161,7 @@ func TestTwoInFlightFailures(t *testing.T) {
 // dropped, exactly once.
 func TestTwoInFlightShutdownCountsBoth(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		gate1, gate2 := make(chan struct{}), make(chan struct{})
-		r1 := &entered{recorder: &recorder{gate: gate1}}
-		r2 := &entered{recorder: &recorder{gate: gate2}}
-		b := mustNew(t, Config{Exporter: r1, Exporter2: r2, BatchSize: 1})
-		for _, l := range []string{"0", "1", "2"} {
-			add(t, b, "", `{a="b"}`, l)
-		}
-		synctest.Wait()
+		b, _, r2, _, _ := heldPair(t, "0", "1", "2")
 		if r2.n.Load() != 1 {
 			t.Fatalf("Exporter2 has %d batches in flight, want 1", r2.n.Load())
 		}

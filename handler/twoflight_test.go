@@ -35,22 +35,23 @@ func (d *peakDoer) Do(req *http.Request) (*http.Response, error) {
 	return d.underlying.Do(req)
 }
 
-// TestMemoryOnlySendsTwoPushesAtOnce: without a spool, while batches
-// queue up behind a slow Loki, the handler has two pushes in flight (its
-// two clients), and Stats counts the requests of both.
-func TestMemoryOnlySendsTwoPushesAtOnce(t *testing.T) {
+// pushThrough logs n records through a handler with cfg's spool settings
+// and a Doer that records the pushes in flight, to a fake Loki that
+// answers after delay, and flushes and shuts it down.
+func pushThrough(t *testing.T, cfg Config, delay time.Duration, n int) (*lokitest.Server, *peakDoer, *Handler) {
+	t.Helper()
 	loki := lokitest.NewTestServer(t)
-	loki.SetDelay(50 * time.Millisecond)
+	loki.SetDelay(delay)
 	d := &peakDoer{underlying: &http.Client{}}
-	defer d.underlying.CloseIdleConnections()
-	h, err := New(Config{URL: loki.URL(), HTTPClient: d, BatchSize: 2 << 10, BatchWait: time.Hour})
+	t.Cleanup(d.underlying.CloseIdleConnections)
+	cfg.URL, cfg.HTTPClient, cfg.BatchSize, cfg.BatchWait = loki.URL(), d, 2<<10, time.Hour
+	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := slog.New(h)
-	const n = 400 // some 30 batches of 2 KiB
 	for i := range n {
-		l.Info("request handled", "i", i, "pad", strings.Repeat("x", 100))
+		l.Info("request handled", "i", i, "pad", strings.Repeat("x", 100)) // 2 KiB batches of some 13
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -60,6 +61,15 @@ func TestMemoryOnlySendsTwoPushesAtOnce(t *testing.T) {
 	if err := h.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return loki, d, h
+}
+
+// TestMemoryOnlySendsTwoPushesAtOnce: without a spool, while batches
+// queue up behind a slow Loki, the handler has two pushes in flight (its
+// two clients), and Stats counts the requests of both.
+func TestMemoryOnlySendsTwoPushesAtOnce(t *testing.T) {
+	const n = 400
+	loki, d, h := pushThrough(t, Config{}, 50*time.Millisecond, n)
 	if got := len(loki.Entries()); got != n {
 		t.Errorf("Loki has %d entries, want %d", got, n)
 	}
@@ -74,27 +84,8 @@ func TestMemoryOnlySendsTwoPushesAtOnce(t *testing.T) {
 // TestSpoolSendsOnePushAtATime: with a spool the handler keeps one push in
 // flight.
 func TestSpoolSendsOnePushAtATime(t *testing.T) {
-	loki := lokitest.NewTestServer(t)
-	loki.SetDelay(20 * time.Millisecond)
-	d := &peakDoer{underlying: &http.Client{}}
-	defer d.underlying.CloseIdleConnections()
-	h, err := New(Config{URL: loki.URL(), HTTPClient: d, BatchSize: 2 << 10, BatchWait: time.Hour, SpoolDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := slog.New(h)
 	const n = 200
-	for i := range n {
-		l.Info("request handled", "i", i, "pad", strings.Repeat("x", 100))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := h.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	loki, d, _ := pushThrough(t, Config{SpoolDir: t.TempDir()}, 20*time.Millisecond, n)
 	if got := len(loki.Entries()); got != n || d.peak != 1 {
 		t.Errorf("Loki has %d entries (want %d), %d pushes in flight at most (want 1)", got, n, d.peak)
 	}
