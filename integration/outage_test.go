@@ -11,11 +11,14 @@ import (
 // TestOutage503 logs steadily from 8 goroutines while the receiver answers
 // 503 (with and without Retry-After) for a few seconds in the middle; after
 // Shutdown every record must be in VictoriaLogs exactly once, in per-stream
-// order. Memory only: the bound holds the whole backlog.
+// order on each of the handler's two connections (memory mode sends two
+// pushes at once while batches queue up, and they may arrive in either
+// order). Memory only: the bound holds the whole backlog.
 func TestOutage503(t *testing.T) {
 	t.Parallel() // mostly waiting on outages; independent run_id
 	vl := newVictoriaLogs(t)
 	rcv := newReceiver(t, vl.base)
+	rcv.byConn.Store(true)
 	runID := newRunID(t)
 	errs := newErrorLog()
 	h, err := handler.New(handler.Config{

@@ -25,13 +25,16 @@ import (
 // carrying Retry-After: 1 and carrying none.
 //
 // For JSON pushes it also checks order: every stream's seq numbers must
-// increase across all pushes VictoriaLogs accepted.
+// increase across all pushes VictoriaLogs accepted, or, with byConn,
+// across those of each client connection (memory mode sends two pushes at
+// once over two connections, and only each one's order is promised).
 type receiver struct {
 	t    *testing.T
 	addr string // 127.0.0.1:port, kept across stop and start
 	rp   *httputil.ReverseProxy
 	tr   *http.Transport
 
+	byConn      atomic.Bool // check order per connection
 	unavailable atomic.Bool
 	forwarded   atomic.Int64 // pushes VictoriaLogs accepted (2xx)
 	withRA      atomic.Int64 // 503s with Retry-After
@@ -150,7 +153,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if rec.status/100 == 2 {
 		r.forwarded.Add(1)
 		if req.Header.Get("Content-Type") == "application/json" {
-			r.checkOrder(body, req.Header.Get("Content-Encoding"))
+			conn := ""
+			if r.byConn.Load() {
+				conn = req.RemoteAddr + " "
+			}
+			r.checkOrder(body, req.Header.Get("Content-Encoding"), conn)
 		}
 	}
 }
@@ -174,8 +181,8 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 // checkOrder reads an accepted JSON push and records any stream whose seq
-// numbers went backwards or repeated.
-func (r *receiver) checkOrder(body []byte, encoding string) {
+// numbers went backwards or repeated; conn prefixes the streams' keys.
+func (r *receiver) checkOrder(body []byte, encoding, conn string) {
 	r.orderMu.Lock()
 	defer r.orderMu.Unlock()
 	r.jsonPushes++
@@ -201,7 +208,7 @@ func (r *receiver) checkOrder(body []byte, encoding string) {
 		return
 	}
 	for _, s := range push.Streams {
-		key := fmt.Sprint(s.Stream) // fmt sorts map keys
+		key := conn + fmt.Sprint(s.Stream) // fmt sorts map keys
 		for _, v := range s.Values {
 			if len(v) < 2 {
 				r.undecoded++
