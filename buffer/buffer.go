@@ -170,8 +170,9 @@ type Stats struct {
 }
 
 // Buffer is a bounded in-memory queue of log entries, grouped into batches by
-// tenant and stream, sent by one goroutine, with an optional on-disk spool.
-// It is safe for concurrent use.
+// tenant and stream, sent by one goroutine (with a second export it starts
+// and waits for: memory mode's second batch, "always" mode's read ahead),
+// with an optional on-disk spool. It is safe for concurrent use.
 type Buffer struct {
 	cfg Config
 	exp exporter.Exporter
