@@ -25,20 +25,9 @@ func (e *entered) Export(ctx context.Context, b *exporter.Batch) error {
 	return e.recorder.Export(ctx, b)
 }
 
-// sentLines returns the lines r delivered, in the order of its calls.
-func sentLines(r *recorder) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, b := range r.batches {
-		for _, s := range b.Streams {
-			for _, e := range s.Entries {
-				out = append(out, e.Line)
-			}
-		}
-	}
-	return out
-}
+// sentLines returns the lines r delivered, in order, of the one stream
+// these tests log to.
+func sentLines(r *recorder) []string { return r.lines()[`|{a="b"}`] }
 
 // twoFlightBuffer returns a memory-only buffer whose batches each hold
 // one entry, with first and second as Exporter and Exporter2. It has sent
