@@ -211,6 +211,10 @@ type Buffer struct {
 	// spinLock: lockAdd spins before it yields ("always" spool mode, more
 	// than one P; see lockAdd).
 	spinLock bool
+	// fast: while the spool is the queue in "always" mode, Add appends a
+	// record with the spool's AppendFast, without mu; every section under
+	// mu starts by counting those appends (lock). Guarded by mu.
+	fast bool
 	// progress is closed and replaced whenever entries settle; guarded by mu.
 	progress chan struct{}
 
@@ -415,6 +419,7 @@ func New(cfg Config) (*Buffer, error) {
 			b.spoolActive = true
 			b.unreadBytes = cfg.BatchSize // read the backlog at once
 		}
+		b.setFastLocked() // no goroutine runs yet
 	}
 	b.exportCtx, b.abort = context.WithCancel(context.Background())
 	b.errs.start()
@@ -445,8 +450,19 @@ func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []export
 	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways {
 		enc = encodeOne(tenant, labels, ts, line, meta)
 		defer putEnc(enc)
+		if c, ok := b.sp.AppendFast(*enc); ok {
+			// The spool is the queue: wake the worker when the records
+			// it has not taken reach a batch (the rest wait for
+			// BatchWait, as below).
+			u := unreadOf(c)
+			if u >= b.cfg.BatchSize && u-unreadOf(spool.FastCounts{Records: 1, Bytes: int64(len(*enc))}) < b.cfg.BatchSize {
+				b.signal()
+			}
+			return nil
+		}
 	}
 	b.lockAdd()
+	b.foldFastLocked()
 again:
 	if b.closed {
 		b.mu.Unlock()
@@ -501,6 +517,7 @@ again:
 			// The disk failed: keep entries in memory only, in batches of
 			// their own, until the spiller has written them.
 			b.diskFallback = true
+			b.setFastLocked()
 			for _, ob := range b.open {
 				b.sealLocked(ob)
 			}
@@ -548,7 +565,7 @@ again:
 		if done {
 			spills = maxInlineSpills + 1 // nothing in memory left to write
 		}
-		b.mu.Lock()
+		b.lock()
 		goto again
 	}
 	if b.bytes+extra+structs > b.cfg.MaxBufferBytes && spills > maxInlineSpills && enc == nil &&
@@ -717,6 +734,7 @@ func (b *Buffer) appendOneLocked(frame []byte) (spool.Mark, error) {
 		if !errors.Is(err, spool.ErrTooLarge) {
 			b.diskErrors.Add(1)
 			b.diskRetryAt = time.Now().Add(time.Second)
+			b.setFastLocked()
 			b.errs.report(fmt.Errorf("spool write (keeping entries in memory): %w", err))
 		}
 		return m, err
@@ -726,7 +744,66 @@ func (b *Buffer) appendOneLocked(frame []byte) (spool.Mark, error) {
 	}
 	b.unreadBytes += len(frame) - spool.FrameHeaderSize + 16
 	b.spoolGen++
+	if !b.fast && b.spoolActive {
+		b.setFastLocked() // after a disk error, once its pause is over
+	}
 	return m, nil
+}
+
+// lock takes mu and counts the spool's fast appends (see fast).
+func (b *Buffer) lock() {
+	b.mu.Lock()
+	b.foldFastLocked()
+}
+
+// foldFastLocked counts the fast appends made since the last look.
+func (b *Buffer) foldFastLocked() {
+	if b.fast {
+		b.addFastLocked(b.sp.TakeFast())
+	}
+}
+
+// addFastLocked counts fast appends as Add counts the others.
+func (b *Buffer) addFastLocked(c spool.FastCounts) {
+	if c.Records == 0 {
+		return
+	}
+	n := uint64(c.Records)
+	b.enqueued += n
+	b.appended += n
+	b.spoolGen += n
+	if b.unreadBytes == 0 {
+		b.firstUnread = c.First
+	}
+	b.unreadBytes += unreadOf(c)
+}
+
+// unreadOf is what the records c counts add to unreadBytes.
+func unreadOf(c spool.FastCounts) int {
+	return int(c.Bytes) - int(c.Records)*(spool.FrameHeaderSize-16)
+}
+
+// setFastLocked turns the spool's fast appends on while the spool is the
+// queue in "always" mode and nothing else stands in the way, off
+// otherwise. A section that decides from the appends it counted (the
+// spool drained, the buffer closed) turns them off first: once off, none
+// is made until they are turned on again.
+func (b *Buffer) setFastLocked() {
+	want := b.sp != nil && b.cfg.SpoolMode == SpoolAlways && !b.closed && b.spoolActive && !b.diskFallback &&
+		(b.diskRetryAt.IsZero() || time.Now().After(b.diskRetryAt))
+	if want == b.fast {
+		return
+	}
+	b.fast = want
+	b.addFastLocked(b.sp.SetFast(want))
+}
+
+// fastOffLocked turns fast appends off and counts those made.
+func (b *Buffer) fastOffLocked() {
+	if b.fast {
+		b.fast = false
+		b.addFastLocked(b.sp.SetFast(false))
+	}
 }
 
 // sealLocked closes ob and queues it for export.
@@ -783,7 +860,7 @@ func (b *Buffer) settle(n int) {
 		return
 	}
 	b.settled.Add(uint64(n))
-	b.mu.Lock()
+	b.lock()
 	close(b.progress)
 	b.progress = make(chan struct{})
 	b.mu.Unlock()
@@ -801,7 +878,7 @@ func (b *Buffer) settledNow() uint64 {
 // Flush sends every entry added before the call and waits until each was
 // delivered or dropped, or ctx ends.
 func (b *Buffer) Flush(ctx context.Context) error {
-	b.mu.Lock()
+	b.lock()
 	if b.closed {
 		b.mu.Unlock()
 		return ErrClosed
@@ -822,7 +899,7 @@ func (b *Buffer) Flush(ctx context.Context) error {
 
 func (b *Buffer) waitFor(ctx context.Context, target uint64) error {
 	for {
-		b.mu.Lock()
+		b.lock()
 		ch := b.progress
 		b.mu.Unlock()
 		if b.settledNow() >= target {
@@ -851,8 +928,9 @@ func (b *Buffer) waitFor(ctx context.Context, target uint64) error {
 // later calls wait for the first to finish and return its result.
 func (b *Buffer) Shutdown(ctx context.Context) error {
 	b.shutdownOnce.Do(func() {
-		b.mu.Lock()
+		b.lock()
 		b.closed = true
+		b.setFastLocked()
 		for _, ob := range b.open {
 			b.sealLocked(ob)
 		}
@@ -936,7 +1014,7 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 
 // Stats returns a snapshot of the counters.
 func (b *Buffer) Stats() Stats {
-	b.mu.Lock()
+	b.lock()
 	enqueued, appended := b.enqueued, b.appended
 	b.mu.Unlock()
 	s := Stats{
@@ -954,7 +1032,7 @@ func (b *Buffer) Stats() Stats {
 	}
 	b.dropMu.Unlock()
 	var oldest time.Time
-	b.mu.Lock()
+	b.lock()
 	s.BufferedBytes = int64(b.bytes)
 	s.BufferedEntries = int64(b.entries)
 	if b.inflight != nil {
@@ -1169,7 +1247,7 @@ func (b *Buffer) run() {
 		if b.exportCtx.Err() != nil {
 			return
 		}
-		b.mu.Lock()
+		b.lock()
 		stopping := isClosed(b.stop)
 		now := time.Now()
 		var next time.Time
@@ -1184,7 +1262,7 @@ func (b *Buffer) run() {
 		if b.spoolActive && b.cfg.SpoolMode == SpoolSpill && len(b.queue) > 0 {
 			b.mu.Unlock()
 			b.signalSpill()
-			b.mu.Lock()
+			b.lock()
 		}
 		quiet := b.enqueued == logged // nothing logged since the last look
 		logged = b.enqueued
@@ -1260,7 +1338,7 @@ func (b *Buffer) run() {
 			continue
 		}
 		if stopping {
-			b.mu.Lock()
+			b.lock()
 			idle := len(b.queue) == 0 && b.inflight == nil && !b.spoolActive && rp.batch == nil
 			b.mu.Unlock()
 			if idle {
@@ -1310,7 +1388,7 @@ func (b *Buffer) exportedMemory(s *sealed, rp *replay, err error) bool {
 	b.exported.Add(uint64(delivered))
 	// Wait for a spill under way: it may be writing s right now.
 	b.spillMu.Lock()
-	b.mu.Lock()
+	b.lock()
 	onDisk := s.onDisk
 	if done || onDisk {
 		b.inflight = nil // no later spill may write it
@@ -1334,7 +1412,7 @@ func (b *Buffer) exportedMemory(s *sealed, rp *replay, err error) bool {
 		rem := remainingOf(err)
 		var last spool.Pos
 		skipped := rem != nil && delivered+rejected > 0 && b.skipTo(s.mark, &last)
-		b.mu.Lock()
+		b.lock()
 		b.switchToSpoolLocked()
 		b.mu.Unlock()
 		if skipped {
@@ -1355,7 +1433,7 @@ func (b *Buffer) exportedMemory(s *sealed, rp *replay, err error) bool {
 			} else {
 				b.errs.report(fmt.Errorf("spool: acknowledge a batch delivered from memory: %w", err))
 			}
-			b.mu.Lock()
+			b.lock()
 			b.unreadBytes = 0
 			b.mu.Unlock()
 		}
@@ -1383,7 +1461,7 @@ func (b *Buffer) exportedMemory(s *sealed, rp *replay, err error) bool {
 		return true
 	}
 	if rem := remainingOf(err); rem != nil {
-		b.mu.Lock()
+		b.lock()
 		b.entries -= s.n - rem.Len() // delivered or rejected: no longer held
 		s.batch = rem
 		s.n = rem.Len()
@@ -1395,7 +1473,7 @@ func (b *Buffer) exportedMemory(s *sealed, rp *replay, err error) bool {
 		// Do not hold a failing batch in memory: the spool keeps it, in
 		// order, ahead of everything queued after it.
 		if b.spill(false) == nil {
-			b.mu.Lock()
+			b.lock()
 			on := s.onDisk
 			b.mu.Unlock()
 			if on {
@@ -1406,7 +1484,7 @@ func (b *Buffer) exportedMemory(s *sealed, rp *replay, err error) bool {
 	}
 	// Put it back at the head of the queue (memory only: a second batch,
 	// which is not b.inflight, too).
-	b.mu.Lock()
+	b.lock()
 	if b.inflight == s || b.sp == nil {
 		b.inflight = nil
 		b.queue = append([]*sealed{s}, b.queue...)
@@ -1444,7 +1522,7 @@ func (b *Buffer) release(s *sealed, reuse bool) {
 	if reuse {
 		b.recycle.put(s) // outside mu: clearing a batch's slices takes a while
 	}
-	b.mu.Lock()
+	b.lock()
 	if b.inflight == s {
 		b.inflight = nil
 	}
@@ -1505,7 +1583,7 @@ func (b *Buffer) classify(err error, batch *exporter.Batch, n int) (done bool, d
 
 // dropRest counts every entry still held in memory as dropped at shutdown.
 func (b *Buffer) dropRest() int {
-	b.mu.Lock()
+	b.lock()
 	for _, ob := range b.open {
 		b.sealLocked(ob)
 	}
@@ -1708,4 +1786,5 @@ func (b *Buffer) switchToSpoolLocked() {
 	b.queue = q
 	b.spoolActive = true
 	b.unreadBytes = b.cfg.BatchSize // read now
+	b.setFastLocked()
 }

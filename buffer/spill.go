@@ -30,7 +30,7 @@ func (b *Buffer) spiller() {
 		case <-b.spillerStop:
 			return
 		}
-		b.mu.Lock()
+		b.lock()
 		now := time.Now()
 		// The worker seals batches when it is free; while it is stuck in a
 		// long export, seal them here so they can go to disk.
@@ -73,7 +73,7 @@ func (b *Buffer) spill(final bool) error {
 func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	b.spillMu.Lock()
 	defer b.spillMu.Unlock()
-	b.mu.Lock()
+	b.lock()
 	if !final && time.Now().Before(b.diskRetryAt) {
 		b.mu.Unlock()
 		return true, errDiskBackoff
@@ -101,11 +101,13 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 		// disk now, and Add (which needs mu) cannot add another before
 		// "always" mode writes to the spool again.
 		b.diskFallback = false
+		b.setFastLocked()
 		b.mu.Unlock()
 		return true, nil
 	}
 	b.spilling = true
 	b.spoolActive = true
+	b.setFastLocked()
 	b.mu.Unlock()
 
 	// The batch is encoded as a framed record, which the spool writes as
@@ -122,7 +124,7 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 		b.spillBuf = nil
 	}
 	var recycle *sealed
-	b.mu.Lock()
+	b.lock()
 	b.spilling = false
 	if err == nil {
 		b.spilled.Add(uint64(it.n))
@@ -142,10 +144,12 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	} else {
 		b.diskErrors.Add(1)
 		err = fmt.Errorf("spill %d entries: %w", it.n, err)
+		b.fastOffLocked() // before the spool is looked at
 		b.diskRetryAt = time.Now().Add(time.Second)
 		if b.sp.Stats().Records == 0 {
 			b.spoolActive = false
 		}
+		b.setFastLocked()
 	}
 	b.mu.Unlock()
 	if recycle != nil {
@@ -295,7 +299,7 @@ func (b *Buffer) exportSending(e exporter.Exporter) { b.sent <- e.Export(b.expor
 // what the batch keeps: lines and metadata into rp.arena, labels and tenant
 // once per batch.
 func (b *Buffer) readReplay(rp *replay, early bool) (empty bool) {
-	b.mu.Lock()
+	b.lock()
 	gen := b.spoolGen
 	b.unreadBytes = 0
 	b.firstUnread = time.Now()
@@ -411,11 +415,13 @@ func (b *Buffer) readReplay(rp *replay, early bool) (empty bool) {
 		if early {
 			return true
 		}
-		b.mu.Lock()
+		b.lock()
+		b.fastOffLocked() // every append counted in spoolGen, none after
 		if b.spoolGen == gen && !b.spilling && len(rp.pending) == 0 {
 			b.spoolActive = false
 			b.flushWant = false
 		}
+		b.setFastLocked()
 		b.mu.Unlock()
 		return true
 	}

@@ -36,10 +36,10 @@ func (s *Spool) Append(payload []byte, entries int, ts int64) error {
 	if entries < 0 || uint64(entries) > math.MaxUint32 {
 		return fmt.Errorf("spool: append: entry count %d out of range", entries)
 	}
-	s.mu.Lock()
+	s.muLock()
 	err := s.appendLocked(payload, entries, ts)
 	errs := s.takeErrs()
-	s.mu.Unlock()
+	s.muUnlock()
 	s.handle(errs)
 	return err
 }
@@ -406,10 +406,10 @@ func (s *Spool) removeSegmentFile(num uint64) error {
 // removeQueued deletes the files deleteOldest queued: acknowledge's after
 // it (holding s.ackMu), drop's in the preparer. Callers do not hold s.mu.
 func (s *Spool) removeQueued() {
-	s.mu.Lock()
+	s.muLock()
 	nums := s.toRemove
 	s.toRemove = nil
-	s.mu.Unlock()
+	s.muUnlock()
 	if len(nums) == 0 {
 		return
 	}
@@ -420,9 +420,9 @@ func (s *Spool) removeQueued() {
 		}
 	}
 	if len(errs) > 0 {
-		s.mu.Lock()
+		s.muLock()
 		s.st.CleanupErrors += uint64(len(errs))
-		s.mu.Unlock()
+		s.muUnlock()
 		s.handle(errs)
 	}
 }

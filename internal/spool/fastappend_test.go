@@ -65,16 +65,16 @@ func TestAppendFrameFastRefuses(t *testing.T) {
 	}
 	frame := frameOf(t, payload(1, 200), 1, 1)
 	state := func(s *Spool) (size, appended int64) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
+		s.muLock()
+		defer s.muUnlock()
 		if s.wseg != nil {
 			size = s.wseg.size
 		}
 		return size, int64(s.st.Appended)
 	}
 	try := func(s *Spool) (Mark, bool) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
+		s.muLock()
+		defer s.muUnlock()
 		return s.appendFrameFast(frame, 1, 1)
 	}
 	for _, c := range []struct {
@@ -95,9 +95,9 @@ func TestAppendFrameFastRefuses(t *testing.T) {
 			// The frame fits the segment, but the spool would go over
 			// MaxBytes: the oldest segment is to be deleted first.
 			for i := 0; ; i++ {
-				s.mu.Lock()
+				s.muLock()
 				total, room := s.bytes, s.o.SegmentSize-s.wseg.size
-				s.mu.Unlock()
+				s.muUnlock()
 				if total+int64(len(frame)) > s.o.MaxBytes {
 					if room < int64(len(frame)) || len(s.segs) < 2 {
 						t.Fatalf("set-up: %d bytes in %d segments, %d bytes of room", total, len(s.segs), room)
@@ -113,14 +113,14 @@ func TestAppendFrameFastRefuses(t *testing.T) {
 			appendN(t, s, 10, 1, 6000)
 		}},
 		{"window moves", Options{}, func(t *testing.T, s *Spool) {
-			s.mu.Lock()
+			s.muLock()
 			s.pr.nextWin = s.wseg.size + 100 // the next frame crosses it
-			s.mu.Unlock()
+			s.muUnlock()
 		}},
 		{"error to report", Options{}, func(t *testing.T, s *Spool) {
-			s.mu.Lock()
+			s.muLock()
 			s.cleanupError(errMapFault)
-			s.mu.Unlock()
+			s.muUnlock()
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -143,9 +143,9 @@ func TestAppendFrameFastRefuses(t *testing.T) {
 		s := openT(t, Options{})
 		appendN(t, s, 0, 1, 100)
 		size0, n0 := state(s)
-		s.mu.Lock()
+		s.muLock()
 		_, ok := s.appendFrameFast(frameOf(t, payload(3, copyStep), 1, 1), 1, 1)
-		s.mu.Unlock()
+		s.muUnlock()
 		if size, n := state(s); ok || size != size0 || n != n0 {
 			t.Fatalf("fast path took a frame of %d bytes", copyStep+FrameHeaderSize)
 		}

@@ -114,28 +114,28 @@ func equalInts(a, b []int) bool {
 // crash abandons s like a killed process would: no flush, no cursor write,
 // files closed and the lock released so the directory can be reopened.
 func crash(s *Spool) {
-	s.mu.Lock()
+	s.muLock()
 	s.closed = true
-	s.mu.Unlock()
+	s.muUnlock()
 	if s.stop != nil {
 		close(s.stop)
 		<-s.done
 	}
 	if s.pr != nil {
 		// A prepared segment stays on disk, as a crash leaves it.
-		s.mu.Lock()
+		s.muLock()
 		p := s.pr.ready
 		s.pr.ready = nil
-		s.mu.Unlock()
+		s.muUnlock()
 		s.stopPreparer()
 		if p != nil {
 			unmapSegment(p.m)
 			p.f.Close()
 		}
 	}
-	s.mu.Lock()
+	s.muLock()
 	s.closeFiles() // closing flushes nothing
-	s.mu.Unlock()
+	s.muUnlock()
 	s.lock.Close()
 }
 

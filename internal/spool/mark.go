@@ -26,7 +26,7 @@ func (s *Spool) AppendMark(payload []byte, entries int, ts int64) (Mark, error) 
 	if entries < 0 || uint64(entries) > math.MaxUint32 {
 		return Mark{}, fmt.Errorf("spool: append: entry count %d out of range", entries)
 	}
-	s.mu.Lock()
+	s.muLock()
 	return s.appendMarkedLocked(func() error { return s.appendLocked(payload, entries, ts) })
 }
 
@@ -40,7 +40,7 @@ func (s *Spool) appendMarkedLocked(appendLocked func() error) (Mark, error) {
 		m = Mark{Segment: g.num, End: g.size, Records: g.records, Entries: g.entries, SpoolBytes: s.bytes}
 	}
 	errs := s.takeErrs()
-	s.mu.Unlock()
+	s.muUnlock()
 	s.handle(errs)
 	return m, err
 }
@@ -183,9 +183,9 @@ func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
 	}
 	entries, ts := int(h.entries), h.ts
 	frameLen := int64(len(frame))
-	s.mu.Lock()
+	s.muLock()
 	if m, ok := s.appendFrameFast(frame, entries, ts); ok {
-		s.mu.Unlock()
+		s.muUnlock()
 		return m, nil
 	}
 	return s.appendMarkedLocked(func() error {

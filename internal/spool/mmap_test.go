@@ -29,8 +29,8 @@ func eachWriter(t *testing.T, f func(t *testing.T, noMmap bool)) {
 
 // mapped reports whether s writes through a mapping now.
 func mapped(s *Spool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.muLock()
+	defer s.muUnlock()
 	return s.wmap != nil
 }
 

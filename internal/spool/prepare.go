@@ -125,10 +125,10 @@ func (s *Spool) prepareLoop() {
 	for {
 		select {
 		case <-s.pr.stop:
-			s.mu.Lock()
+			s.muLock()
 			retire, p := s.pr.retire, s.pr.ready
 			s.pr.retire, s.pr.ready = nil, nil
-			s.mu.Unlock()
+			s.muUnlock()
 			for _, m := range retire {
 				unmapSegment(m)
 			}
@@ -151,11 +151,11 @@ func (s *Spool) prepareLoop() {
 // prepareStep does what the preparer was woken for: window advice,
 // unmapping rolled segments, preparing the next segment when none is.
 func (s *Spool) prepareStep() {
-	s.mu.Lock()
+	s.muLock()
 	retire, adv := s.pr.retire, s.pr.advise
 	s.pr.retire, s.pr.advise = nil, nil
 	need := !s.closed && s.pr.ready == nil && !s.pr.failed && s.useMmap()
-	s.mu.Unlock()
+	s.muUnlock()
 	// Advice first: its mappings may be among those retired below, and
 	// only this goroutine unmaps them, so they are still mapped.
 	for _, a := range adv {
@@ -170,10 +170,10 @@ func (s *Spool) prepareStep() {
 	}
 	for _, m := range retire {
 		if err := unmapSegment(m); err != nil {
-			s.mu.Lock()
+			s.muLock()
 			s.cleanupError(fmt.Errorf("spool: unmap rolled segment: %w", err))
 			errs := s.takeErrs()
-			s.mu.Unlock()
+			s.muUnlock()
 			s.handle(errs)
 		}
 	}
@@ -181,19 +181,19 @@ func (s *Spool) prepareStep() {
 		return
 	}
 	p, err := s.prepare()
-	s.mu.Lock()
+	s.muLock()
 	if err != nil || s.closed {
 		// A disk error here is not reported: the append path creates
 		// the segment itself and reports what it meets.
 		s.pr.failed = err != nil
-		s.mu.Unlock()
+		s.muUnlock()
 		if p != nil {
 			s.discardPrepared(p)
 		}
 		return
 	}
 	s.pr.ready = p
-	s.mu.Unlock()
+	s.muUnlock()
 }
 
 // prepare creates, preallocates, maps and faults in the next segment's

@@ -17,9 +17,9 @@ func waitPrepared(t *testing.T, s *Spool) *prepared {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		s.mu.Lock()
+		s.muLock()
 		p := s.pr.ready
-		s.mu.Unlock()
+		s.muUnlock()
 		if p != nil {
 			return p
 		}
@@ -48,9 +48,9 @@ func TestPreparedSegmentUsed(t *testing.T) {
 		}
 		from := int(seg-1) * 9
 		appendN(t, s, from, 9, 80) // rolls into the next segment
-		s.mu.Lock()
+		s.muLock()
 		num, m := s.wseg.num, s.wmap
-		s.mu.Unlock()
+		s.muUnlock()
 		if num != seg || unsafe.SliceData(m) != unsafe.SliceData(p.m) {
 			t.Fatalf("writer on segment %d (prepared mapping: %v), want segment %d from the prepared file",
 				num, unsafe.SliceData(m) == unsafe.SliceData(p.m), seg)
@@ -79,16 +79,16 @@ func TestPreparedSegmentUsed(t *testing.T) {
 func TestPrepareFirst(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir, Sync: SyncNever, PrepareFirst: true})
-	s.mu.Lock()
+	s.muLock()
 	p := s.pr.ready
-	s.mu.Unlock()
+	s.muUnlock()
 	if p == nil {
 		t.Fatal("Open with PrepareFirst returned before the first segment was prepared")
 	}
 	appendN(t, s, 0, 1, 80)
-	s.mu.Lock()
+	s.muLock()
 	num, m := s.wseg.num, s.wmap
-	s.mu.Unlock()
+	s.muUnlock()
 	if num != 1 || unsafe.SliceData(m) != unsafe.SliceData(p.m) {
 		t.Fatalf("first append on segment %d (prepared mapping: %v), want segment 1 from the prepared file",
 			num, unsafe.SliceData(m) == unsafe.SliceData(p.m))
@@ -140,10 +140,10 @@ func TestPreparedTooSmall(t *testing.T) {
 	appendN(t, s, 0, 9, 80)
 	p := waitPrepared(t, s)
 	appendN(t, s, 9, 1, 5000) // rolls; does not fit the prepared 1000 bytes
-	s.mu.Lock()
+	s.muLock()
 	kept := s.pr.ready == p
 	size := len(s.wmap)
-	s.mu.Unlock()
+	s.muUnlock()
 	if !kept || size < 5000 {
 		t.Fatalf("prepared kept: %v, writer mapping %d bytes", kept, size)
 	}
@@ -192,9 +192,9 @@ func TestMappingResidentWindow(t *testing.T) {
 	const size = 1000
 	n := 7 << 20 / (size + frameHeaderSize) // 7 MiB of one 8 MiB segment
 	appendN(t, s, 0, n, size)
-	s.mu.Lock()
+	s.muLock()
 	m := s.wmap
-	s.mu.Unlock()
+	s.muUnlock()
 	if m == nil {
 		t.Fatal("not writing through a mapping")
 	}
@@ -225,9 +225,9 @@ func TestPreparedSegmentSyncBatch(t *testing.T) {
 		waitPrepared(t, s)
 		appendN(t, s, seg*9, 9, 80)
 	}
-	s.mu.Lock()
+	s.muLock()
 	num := s.wseg.num
-	s.mu.Unlock()
+	s.muUnlock()
 	if num != 4 {
 		t.Fatalf("writing segment %d, want 4", num)
 	}

@@ -61,7 +61,7 @@ func (s *Spool) NextView() (Record, error) {
 // A consumer of many small records takes the lock once per block instead
 // of once per record: appends, which take the same lock, wait less.
 func (s *Spool) NextViews(recs []Record, max, maxBytes int, first bool) ([]Record, error) {
-	s.mu.Lock()
+	s.muLock()
 	var err error
 	for n, size := 0, 0; n < max && (n == 0 || size < maxBytes); n++ {
 		limit := int64(maxBytes - size)
@@ -79,19 +79,19 @@ func (s *Spool) NextViews(recs []Record, max, maxBytes int, first bool) ([]Recor
 		size += len(rec.Payload)
 	}
 	errs := s.takeErrs()
-	s.mu.Unlock()
+	s.muUnlock()
 	s.handle(errs)
 	return recs, err
 }
 
 func (s *Spool) next1(view bool) (Record, error) {
-	s.mu.Lock()
+	s.muLock()
 	rec, err := s.nextLocked(false, math.MaxInt64)
 	if err == nil && !view {
 		rec.Payload = append(make([]byte, 0, len(rec.Payload)), rec.Payload...)
 	}
 	errs := s.takeErrs()
-	s.mu.Unlock()
+	s.muUnlock()
 	s.handle(errs)
 	return rec, err
 }
@@ -235,10 +235,10 @@ func (s *Spool) acknowledge(locked func() error) error {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	defer s.removeQueued()
-	s.mu.Lock()
+	s.muLock()
 	err := locked()
 	errs := s.takeErrs()
-	s.mu.Unlock()
+	s.muUnlock()
 	s.handle(errs)
 	return err
 }
@@ -395,8 +395,8 @@ func (s *Spool) putFile(name string, flag int, b []byte, sync bool) error {
 // Records it held from segments dropped since (MaxBytes) are gone and are
 // counted now as dropped.
 func (s *Spool) Rewind() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.muLock()
+	defer s.muUnlock()
 	if s.closed {
 		return ErrClosed
 	}
@@ -439,9 +439,9 @@ func (s *Spool) settleAcksLocked() error {
 		s.setAckTS(g)
 		if s.cursorSeg != g.num || s.cursorOff != g.ackOff {
 			num, off := g.num, g.ackOff
-			s.mu.Unlock()
+			s.muUnlock()
 			err = s.writeCursor(num, off)
-			s.mu.Lock()
+			s.muLock()
 			if err != nil {
 				s.st.CleanupErrors++
 				err = fmt.Errorf("spool: ack: %w", err)

@@ -315,7 +315,8 @@ type Spool struct {
 	// yet (SyncInterval: the sync goroutine flushes it, Close too).
 	cursorDirty atomic.Bool
 
-	mu     sync.Mutex
+	mu     sync.Mutex // taken with muLock and muUnlock (fast.go)
+	ft     fastTail
 	closed bool
 	segs   []*segment // oldest first
 	bytes  int64      // sum of segs[i].size
@@ -443,9 +444,9 @@ func (s *Spool) handle(errs []error) {
 
 // Len returns the number of unacknowledged records.
 func (s *Spool) Len() int {
-	s.mu.Lock()
+	s.muLock()
 	n := int(s.pendingR)
-	s.mu.Unlock()
+	s.muUnlock()
 	return n
 }
 
@@ -454,7 +455,7 @@ func (s *Spool) Empty() bool { return s.Len() == 0 }
 
 // Stats returns a snapshot of the spool's state and counters.
 func (s *Spool) Stats() Stats {
-	s.mu.Lock()
+	s.muLock()
 	st := s.st
 	st.Bytes = s.bytes
 	st.Segments = len(s.segs)
@@ -464,7 +465,7 @@ func (s *Spool) Stats() Stats {
 		st.Unread += g.records - g.readR
 	}
 	st.OldestTimestamp = s.oldestTS()
-	s.mu.Unlock()
+	s.muUnlock()
 	return st
 }
 
@@ -495,19 +496,19 @@ func (s *Spool) oldestTS() int64 {
 func (s *Spool) Close() error {
 	s.ackMu.Lock() // a cursor being written is finished first
 	defer s.ackMu.Unlock()
-	s.mu.Lock()
+	s.muLock()
 	if s.closed {
-		s.mu.Unlock()
+		s.muUnlock()
 		return nil
 	}
 	s.closed = true
-	s.mu.Unlock()
+	s.muUnlock()
 	if s.stop != nil {
 		close(s.stop)
 		<-s.done // wait outside the lock: the loop takes it
 	}
 	s.stopPreparer()
-	s.mu.Lock()
+	s.muLock()
 	var errs []error
 	if s.wmap != nil {
 		if err := s.unmapWriter(); err != nil {
@@ -538,7 +539,7 @@ func (s *Spool) Close() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, s.closeFiles())
-	s.mu.Unlock()
+	s.muUnlock()
 	errs = append(errs, s.lock.Close())
 	return errors.Join(errs...)
 }
@@ -581,7 +582,7 @@ func (s *Spool) syncLoop() {
 // flush syncs the dirty writer, the rolled writers and the directory,
 // outside the lock so that Append does not wait for the disk.
 func (s *Spool) flush() {
-	s.mu.Lock()
+	s.muLock()
 	var w File
 	var wnum uint64
 	if s.dirty && s.w != nil {
@@ -592,7 +593,7 @@ func (s *Spool) flush() {
 	s.toSync = nil
 	dir := s.dirDirty
 	s.dirDirty = false
-	s.mu.Unlock()
+	s.muUnlock()
 
 	var errs []error
 	if err := s.flushCursor(); err != nil {
@@ -618,9 +619,9 @@ func (s *Spool) flush() {
 		}
 	}
 	if len(errs) > 0 {
-		s.mu.Lock()
+		s.muLock()
 		s.st.SyncErrors += uint64(len(errs))
-		s.mu.Unlock()
+		s.muUnlock()
 		s.handle(errs)
 	}
 }
