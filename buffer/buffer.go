@@ -419,7 +419,7 @@ func New(cfg Config) (*Buffer, error) {
 			b.spoolActive = true
 			b.unreadBytes = cfg.BatchSize // read the backlog at once
 		}
-		b.setFastLocked() // no goroutine runs yet
+		b.setFastLocked(true) // no goroutine runs yet
 	}
 	b.exportCtx, b.abort = context.WithCancel(context.Background())
 	b.errs.start()
@@ -517,7 +517,7 @@ again:
 			// The disk failed: keep entries in memory only, in batches of
 			// their own, until the spiller has written them.
 			b.diskFallback = true
-			b.setFastLocked()
+			b.setFastLocked(true)
 			for _, ob := range b.open {
 				b.sealLocked(ob)
 			}
@@ -734,7 +734,7 @@ func (b *Buffer) appendOneLocked(frame []byte) (spool.Mark, error) {
 		if !errors.Is(err, spool.ErrTooLarge) {
 			b.diskErrors.Add(1)
 			b.diskRetryAt = time.Now().Add(time.Second)
-			b.setFastLocked()
+			b.setFastLocked(true)
 			b.errs.report(fmt.Errorf("spool write (keeping entries in memory): %w", err))
 		}
 		return m, err
@@ -745,7 +745,7 @@ func (b *Buffer) appendOneLocked(frame []byte) (spool.Mark, error) {
 	b.unreadBytes += len(frame) - spool.FrameHeaderSize + 16
 	b.spoolGen++
 	if !b.fast && b.spoolActive {
-		b.setFastLocked() // after a disk error, once its pause is over
+		b.setFastLocked(true) // after a disk error, once its pause is over
 	}
 	return m, nil
 }
@@ -784,26 +784,18 @@ func unreadOf(c spool.FastCounts) int {
 }
 
 // setFastLocked turns the spool's fast appends on while the spool is the
-// queue in "always" mode and nothing else stands in the way, off
-// otherwise. A section that decides from the appends it counted (the
-// spool drained, the buffer closed) turns them off first: once off, none
-// is made until they are turned on again.
-func (b *Buffer) setFastLocked() {
-	want := b.sp != nil && b.cfg.SpoolMode == SpoolAlways && !b.closed && b.spoolActive && !b.diskFallback &&
+// queue in "always" mode and nothing else stands in the way (and allow),
+// off otherwise. A section that decides from the appends it counted (the
+// spool drained, the buffer closed) turns them off first (allow false):
+// once off, none is made until they are turned on again.
+func (b *Buffer) setFastLocked(allow bool) {
+	want := allow && b.sp != nil && b.cfg.SpoolMode == SpoolAlways && !b.closed && b.spoolActive && !b.diskFallback &&
 		(b.diskRetryAt.IsZero() || time.Now().After(b.diskRetryAt))
 	if want == b.fast {
 		return
 	}
 	b.fast = want
 	b.addFastLocked(b.sp.SetFast(want))
-}
-
-// fastOffLocked turns fast appends off and counts those made.
-func (b *Buffer) fastOffLocked() {
-	if b.fast {
-		b.fast = false
-		b.addFastLocked(b.sp.SetFast(false))
-	}
 }
 
 // sealLocked closes ob and queues it for export.
@@ -930,7 +922,7 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 	b.shutdownOnce.Do(func() {
 		b.lock()
 		b.closed = true
-		b.setFastLocked()
+		b.setFastLocked(true)
 		for _, ob := range b.open {
 			b.sealLocked(ob)
 		}
@@ -1786,5 +1778,5 @@ func (b *Buffer) switchToSpoolLocked() {
 	b.queue = q
 	b.spoolActive = true
 	b.unreadBytes = b.cfg.BatchSize // read now
-	b.setFastLocked()
+	b.setFastLocked(true)
 }

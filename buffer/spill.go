@@ -101,13 +101,13 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 		// disk now, and Add (which needs mu) cannot add another before
 		// "always" mode writes to the spool again.
 		b.diskFallback = false
-		b.setFastLocked()
+		b.setFastLocked(true)
 		b.mu.Unlock()
 		return true, nil
 	}
 	b.spilling = true
 	b.spoolActive = true
-	b.setFastLocked()
+	b.setFastLocked(true)
 	b.mu.Unlock()
 
 	// The batch is encoded as a framed record, which the spool writes as
@@ -144,12 +144,12 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	} else {
 		b.diskErrors.Add(1)
 		err = fmt.Errorf("spill %d entries: %w", it.n, err)
-		b.fastOffLocked() // before the spool is looked at
+		b.setFastLocked(false) // before the spool is looked at
 		b.diskRetryAt = time.Now().Add(time.Second)
 		if b.sp.Stats().Records == 0 {
 			b.spoolActive = false
 		}
-		b.setFastLocked()
+		b.setFastLocked(true)
 	}
 	b.mu.Unlock()
 	if recycle != nil {
@@ -416,12 +416,12 @@ func (b *Buffer) readReplay(rp *replay, early bool) (empty bool) {
 			return true
 		}
 		b.lock()
-		b.fastOffLocked() // every append counted in spoolGen, none after
+		b.setFastLocked(false) // every append counted in spoolGen, none after
 		if b.spoolGen == gen && !b.spilling && len(rp.pending) == 0 {
 			b.spoolActive = false
 			b.flushWant = false
 		}
-		b.setFastLocked()
+		b.setFastLocked(true)
 		b.mu.Unlock()
 		return true
 	}

@@ -16,7 +16,9 @@ import (
 // ends by arming it again from those fields (muLock, muUnlock). So s.mu's
 // sections see every fast append made before them and none is made during
 // them: the writer, its mapping and its size cannot change under a fast
-// append, and nothing under s.mu needs to know about the fast tail. A fast
+// append, and nothing under s.mu needs to know about the fast tail. The
+// reader's sections (muLockRead) leave the tail armed: they read up to the
+// size folded at their start and change nothing of the writer's. A fast
 // append takes only the case appendFrameFast takes (the frame fits the
 // mapping before the next window move and MaxBytes, the segment has a
 // record, no flush per append, nothing to report); anything else returns
@@ -45,33 +47,60 @@ type FastCounts struct {
 	First   time.Time // when the first of them was appended
 }
 
-// muLock takes s.mu and folds the fast tail in (see fastTail).
+// muLock takes s.mu, folds the fast tail in and turns it off (see
+// fastTail).
 func (s *Spool) muLock() {
 	s.mu.Lock()
-	ft := &s.ft
-	ft.mu.Lock()
-	if ft.records > 0 {
-		// The writer is the one armed at the last unlock: it can only
-		// change under s.mu.
-		g := s.wseg
-		g.size = ft.off
-		g.records += ft.records
-		g.entries += ft.entries
-		s.bytes += ft.bytes
-		s.pendingR += ft.records
-		s.pendingE += ft.entries
-		s.st.Appended += uint64(ft.records)
-		s.dirty = true
-		ft.records, ft.entries, ft.bytes = 0, 0, 0
+	s.foldFast(true)
+}
+
+// muLockRead takes s.mu and folds the fast tail in, leaving it armed: for
+// the reader's sections, which read records up to the writer's folded size
+// while fast appends go on after it, and change nothing of the writer's.
+// One that comes to change the writer after all (a corrupt frame in the
+// writer's segment) calls foldFast(true) first.
+func (s *Spool) muLockRead() {
+	s.mu.Lock()
+	s.foldFast(false)
+}
+
+// foldFast folds the fast tail in and, with stop, turns it off until
+// muUnlock. Callers hold s.mu.
+func (s *Spool) foldFast(stop bool) {
+	s.ft.mu.Lock()
+	s.foldLocked()
+	if stop {
+		s.ft.on = false
 	}
-	ft.on = false
-	ft.mu.Unlock()
+	s.ft.mu.Unlock()
+}
+
+// foldLocked counts the fast appends in the spool's fields. Callers hold
+// s.mu and s.ft.mu.
+func (s *Spool) foldLocked() {
+	ft := &s.ft
+	if ft.records == 0 {
+		return
+	}
+	// The writer is the one armed at the last muUnlock: it only changes
+	// in sections that turned the tail off first.
+	g := s.wseg
+	g.size = ft.off
+	g.records += ft.records
+	g.entries += ft.entries
+	s.bytes += ft.bytes
+	s.pendingR += ft.records
+	s.pendingE += ft.entries
+	s.st.Appended += uint64(ft.records)
+	s.dirty = true
+	ft.records, ft.entries, ft.bytes = 0, 0, 0
 }
 
 // muUnlock arms the fast tail from the spool's fields and releases s.mu.
 func (s *Spool) muUnlock() {
 	ft := &s.ft
 	ft.mu.Lock()
+	s.foldLocked() // made during a reader's section (muLockRead)
 	g := s.wseg
 	ft.on = ft.user && g != nil && s.wmap != nil && !s.closed && g.records > 0 && s.o.Sync != SyncBatch && len(s.errs) == 0
 	if ft.on {
@@ -147,13 +176,10 @@ func (s *Spool) SetFast(on bool) FastCounts {
 		s.muLock()
 		s.ft.user = true
 		s.muUnlock()
-		return s.TakeFast()
+	} else {
+		s.ft.mu.Lock()
+		s.ft.user, s.ft.on = false, false
+		s.ft.mu.Unlock()
 	}
-	ft := &s.ft
-	ft.mu.Lock()
-	ft.user, ft.on = false, false
-	c := ft.taken
-	ft.taken = FastCounts{}
-	ft.mu.Unlock()
-	return c
+	return s.TakeFast()
 }

@@ -3,6 +3,7 @@ package spool
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -247,5 +248,71 @@ func TestAppendFastAfterClose(t *testing.T) {
 	}
 	if _, ok := s.AppendFast(frameOf(t, payload(2, 100), 1, 1)); ok {
 		t.Fatal("AppendFast took a record after Close")
+	}
+}
+
+// TestAppendFastWhileTheReaderMeetsCorruption: fast appends go on during
+// the reader's sections; when the reader finds a corrupt frame in the
+// writer's own segment, it counts that segment's fast appends among the
+// records it gives up before it rolls the writer. Every record appended
+// is then either read or counted as dropped, and nothing panics.
+func TestAppendFastWhileTheReaderMeetsCorruption(t *testing.T) {
+	needMmap(t)
+	var errs atomic.Int64
+	s := openT(t, Options{SegmentSize: 64 << 20, Sync: SyncNever, ErrorHandler: func(error) { errs.Add(1) }})
+	s.SetFast(true)
+	const writers, per = 4, 20000
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				appendEither(t, s, frameOf(t, payload(w*per+i, 200), 1, int64(i)))
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	read, corrupted := 0, false
+	for {
+		r, err := s.Next()
+		if err == nil {
+			read++
+			if err := s.Ack(r.Pos); err != nil {
+				t.Fatalf("Ack: %v", err)
+			}
+			if !corrupted && read >= 1000 {
+				// Spoil a frame just past what the reader has read into
+				// memory, in the writer's segment, while the writers go on.
+				s.muLock()
+				p := max(s.roff, s.ra.off+int64(len(s.ra.blk))) + 100
+				if g := s.wseg; s.rseg == g && s.ra.num == g.num && p+10 <= g.size {
+					s.wmap[p] ^= 0xff
+					corrupted = true
+				}
+				s.muUnlock()
+			}
+			continue
+		}
+		select {
+		case <-done:
+			for {
+				if _, err := s.Next(); err != nil {
+					break
+				}
+				read++
+			}
+			st := s.Stats()
+			if !corrupted || st.DroppedCorruptRecords == 0 || errs.Load() == 0 {
+				t.Fatalf("corrupted %v, stats %+v, %d errors: want a corrupt frame found and counted", corrupted, st, errs.Load())
+			}
+			if got := int64(read) + int64(st.DroppedCorruptRecords); got != writers*per || st.Appended != writers*per {
+				t.Fatalf("read %d + dropped as corrupt %d = %d, appended %d: want %d", read, st.DroppedCorruptRecords, got, st.Appended, writers*per)
+			}
+			return
+		default:
+			runtime.Gosched()
+		}
 	}
 }

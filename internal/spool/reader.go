@@ -61,7 +61,7 @@ func (s *Spool) NextView() (Record, error) {
 // A consumer of many small records takes the lock once per block instead
 // of once per record: appends, which take the same lock, wait less.
 func (s *Spool) NextViews(recs []Record, max, maxBytes int, first bool) ([]Record, error) {
-	s.muLock()
+	s.muLockRead()
 	var err error
 	for n, size := 0, 0; n < max && (n == 0 || size < maxBytes); n++ {
 		limit := int64(maxBytes - size)
@@ -85,7 +85,7 @@ func (s *Spool) NextViews(recs []Record, max, maxBytes int, first bool) ([]Recor
 }
 
 func (s *Spool) next1(view bool) (Record, error) {
-	s.muLock()
+	s.muLockRead()
 	rec, err := s.nextLocked(false, math.MaxInt64)
 	if err == nil && !view {
 		rec.Payload = append(make([]byte, 0, len(rec.Payload)), rec.Payload...)
@@ -160,8 +160,12 @@ func (s *Spool) nextLocked(cached bool, limit int64) (Record, error) {
 }
 
 // skipRest gives up the unread records of g after a corruption: they are
-// counted as dropped, and g is no longer written to. Callers hold s.mu.
+// counted as dropped, and g is no longer written to. Callers hold s.mu
+// (muLockRead's section included).
 func (s *Spool) skipRest(g *segment) {
+	if s.wseg == g {
+		s.foldFast(true) // count the writer's fast appends, then roll it
+	}
 	lostR, lostE := g.records-g.readR, g.entries-g.readE
 	s.st.DroppedCorruptRecords += uint64(lostR)
 	s.st.DroppedCorruptEntries += uint64(lostE)
