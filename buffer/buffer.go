@@ -1746,11 +1746,11 @@ func (r *errorReporter) close(ctx context.Context) {
 	case <-r.done:
 	case <-ctx.Done():
 		t := time.NewTimer(100 * time.Millisecond)
-		defer t.Stop()
 		select {
 		case <-r.done:
 		case <-t.C:
 		}
+		t.Stop() // not deferred: a deferred call is a wrapper function of its own
 	}
 }
 

@@ -428,9 +428,9 @@ func endWrite(pc *persistConn, wrote chan error, grace time.Duration) error {
 	}
 	if grace > 0 {
 		timer := time.NewTimer(grace)
-		defer timer.Stop()
 		select {
 		case err := <-wrote:
+			timer.Stop() // not deferred: a deferred call is a wrapper function of its own
 			return err
 		case <-timer.C:
 		}

@@ -2,6 +2,7 @@ package spool
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,8 @@ type fastTail struct {
 	off  int64  // end of the last frame written (the segment's size)
 	lim  int64  // frames end at or before lim
 	room int64  // bytes left under MaxBytes when armed
+	// spins is how many times lock tries before it parks: set by Open.
+	spins int
 
 	// Fast appends since the last fold into the spool's fields.
 	records, entries, bytes int64
@@ -132,7 +135,7 @@ func (s *Spool) AppendFast(frame []byte) (FastCounts, bool) {
 		return FastCounts{}, false
 	}
 	ft := &s.ft
-	ft.mu.Lock()
+	ft.lock()
 	if !ft.on || ft.off+n > ft.lim || ft.bytes+n > ft.room {
 		ft.mu.Unlock()
 		return FastCounts{}, false
@@ -183,3 +186,24 @@ func (s *Spool) SetFast(on bool) FastCounts {
 	}
 	return s.TakeFast()
 }
+
+// lock takes ft.mu for a fast append. It is held for a copy of a few
+// hundred bytes; a goroutine that finds it taken tries again for a while
+// before it parks (sync.Mutex parks at once while other goroutines wait to
+// run on its P, the normal case when more goroutines log than there are
+// CPUs, and a park and wake-up cost more than the wait). With one P the
+// holder cannot run meanwhile: no spinning (spins is 0).
+func (ft *fastTail) lock() {
+	for range ft.spins {
+		if ft.mu.TryLock() {
+			return
+		}
+		for range 8 {
+			spinPause.Load()
+		}
+	}
+	ft.mu.Lock()
+}
+
+// spinPause is only loaded: fastTail.lock's pause between attempts.
+var spinPause atomic.Int32

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -379,6 +380,9 @@ func Open(opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("spool: lock %s: %w", o.Dir, err)
 	}
 	s := &Spool{o: o, fs: o.FS, lock: lk, next: 1, ra: newReadAhead(o.SegmentSize)}
+	if runtime.GOMAXPROCS(0) > 1 {
+		s.ft.spins = 64
+	}
 	if err := s.recover(); err != nil {
 		s.closeFiles()
 		lk.Close()
@@ -444,7 +448,7 @@ func (s *Spool) handle(errs []error) {
 
 // Len returns the number of unacknowledged records.
 func (s *Spool) Len() int {
-	s.muLock()
+	s.muLockRead()
 	n := int(s.pendingR)
 	s.muUnlock()
 	return n
@@ -455,7 +459,7 @@ func (s *Spool) Empty() bool { return s.Len() == 0 }
 
 // Stats returns a snapshot of the spool's state and counters.
 func (s *Spool) Stats() Stats {
-	s.muLock()
+	s.muLockRead()
 	st := s.st
 	st.Bytes = s.bytes
 	st.Segments = len(s.segs)
