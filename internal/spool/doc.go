@@ -103,5 +103,8 @@
 //
 // Every method is safe for concurrent use. Append never performs an fsync
 // in SyncInterval mode: a goroutine owned by the Spool does, and Close
-// stops it.
+// stops it. [Spool.AppendFast] copies a framed record into the mapped
+// writer under a lock of its own, not the Spool's, when that is all there
+// is to do; the Spool's sections fold its appends in (docs/SPOOL.md, "The
+// fast tail").
 package spool
