@@ -8,6 +8,22 @@ import (
 	"time"
 )
 
+// alwaysWithLokiDown returns an "always" mode buffer whose exports fail
+// until down is cleared. It skips the test where the spool has no fast
+// tail.
+func alwaysWithLokiDown(t *testing.T) (*Buffer, *recorder, *atomic.Bool) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skipf("the spool's fast tail needs the mmap writer (Linux), not on %s", runtime.GOOS)
+	}
+	down := new(atomic.Bool)
+	down.Store(true)
+	r := &recorder{fail: switchable(down)}
+	b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), SpoolMode: SpoolAlways,
+		BatchWait: 2 * time.Millisecond, RetryInterval: time.Millisecond})
+	return b, r, down
+}
+
 // fastOn reports whether Add appends through the spool's fast tail.
 func fastOn(b *Buffer) bool {
 	b.lock()
@@ -21,14 +37,7 @@ func fastOn(b *Buffer) bool {
 // they are delivered once, in order. When the spool drains, the buffer
 // sends from memory again and fast appends stop.
 func TestAlwaysModeFastAppendsAreCounted(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skipf("the spool's fast tail needs the mmap writer (Linux), not on %s", runtime.GOOS)
-	}
-	var down atomic.Bool
-	down.Store(true)
-	r := &recorder{fail: switchable(&down)}
-	b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), SpoolMode: SpoolAlways,
-		BatchWait: 2 * time.Millisecond, RetryInterval: time.Millisecond})
+	b, r, down := alwaysWithLokiDown(t)
 	if fastOn(b) {
 		t.Fatal("fast appends on before the spool is the queue")
 	}
@@ -77,14 +86,7 @@ func TestAlwaysModeFastAppendsAreCounted(t *testing.T) {
 // TestFastAppendsStopAtShutdown: an Add during and after Shutdown is
 // refused while fast appends were on, and not counted.
 func TestFastAppendsStopAtShutdown(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skipf("the spool's fast tail needs the mmap writer (Linux), not on %s", runtime.GOOS)
-	}
-	var down atomic.Bool
-	down.Store(true)
-	r := &recorder{fail: switchable(&down)}
-	b := mustNew(t, Config{Exporter: r, SpoolDir: t.TempDir(), SpoolMode: SpoolAlways,
-		BatchWait: 2 * time.Millisecond, RetryInterval: time.Millisecond})
+	b, _, _ := alwaysWithLokiDown(t)
 	logN(t, b, 1, 0, 100, 0)
 	for deadline := time.Now().Add(10 * time.Second); !fastOn(b); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {

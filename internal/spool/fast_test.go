@@ -20,6 +20,25 @@ func appendEither(t testing.TB, s *Spool, frame []byte) bool {
 	return false
 }
 
+// fastWriters starts writers goroutines, writer w appending records
+// w*per to w*per+per-1 (record i of size(i) bytes) with appendEither, and
+// returns a channel closed when all are done.
+func fastWriters(t *testing.T, s *Spool, writers, per int, size func(int) int) <-chan struct{} {
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				appendEither(t, s, frameOf(t, payload(w*per+i, size(i)), 1, int64(i)))
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
+}
+
 func needMmap(t *testing.T) {
 	t.Helper()
 	if !mmapSupported {
@@ -99,19 +118,7 @@ func TestAppendFastMatchesGeneral(t *testing.T) {
 	if took < n*9/10 || took == n {
 		t.Fatalf("the fast tail took %d of %d records: want most, not the first of each segment", took, n)
 	}
-	sf, sg := fast.Stats(), general.Stats()
-	if sf.Appended != n || sf.Records != sg.Records || sf.Entries != sg.Entries || sf.Bytes != sg.Bytes || sf.Segments != sg.Segments {
-		t.Fatalf("stats %+v, the general path's %+v", sf, sg)
-	}
-	recs := drain(t, fast)
-	if got := ids(t, recs); !equalInts(got, seq(0, n)) {
-		t.Fatalf("read back %d records, want %d in order", len(got), n)
-	}
-	for i, r := range recs {
-		if r.Entries != i%5+1 || r.Timestamp != int64(1000+i) || len(r.Payload) != 300+i%200 {
-			t.Fatalf("record %d: %d entries at %d, %d bytes", i, r.Entries, r.Timestamp, len(r.Payload))
-		}
-	}
+	checkMatchesGeneral(t, fast, general, n)
 }
 
 // TestAppendFastKeepsMaxBytes: the fast tail never takes the spool past
@@ -185,18 +192,7 @@ func TestAppendFastWithReader(t *testing.T) {
 	s := openT(t, Options{SegmentSize: 2 * window, Sync: SyncNever})
 	s.SetFast(true)
 	const writers, per = 4, 8000
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range per {
-				appendEither(t, s, frameOf(t, payload(w*per+i, 200+i%100), 1, int64(i)))
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	done := fastWriters(t, s, writers, per, func(i int) int { return 200 + i%100 })
 	next := make([]int, writers)
 	got := 0
 	read := func() bool {
@@ -262,18 +258,7 @@ func TestAppendFastWhileTheReaderMeetsCorruption(t *testing.T) {
 	s := openT(t, Options{SegmentSize: 64 << 20, Sync: SyncNever, ErrorHandler: func(error) { errs.Add(1) }})
 	s.SetFast(true)
 	const writers, per = 4, 20000
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range per {
-				appendEither(t, s, frameOf(t, payload(w*per+i, 200), 1, int64(i)))
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	done := fastWriters(t, s, writers, per, func(int) int { return 200 })
 	read, corrupted := 0, false
 	for {
 		r, err := s.Next()

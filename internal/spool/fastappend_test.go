@@ -41,11 +41,20 @@ func TestAppendFrameFastMatchesGeneral(t *testing.T) {
 			t.Fatalf("record %d: Mark %+v, the general path's %+v", i, mf, mg)
 		}
 	}
-	sf, sg := fast.Stats(), general.Stats()
-	if sf.Appended != n || sf.Records != sg.Records || sf.Entries != sg.Entries || sf.Bytes != sg.Bytes || sf.Segments != sg.Segments {
+	checkMatchesGeneral(t, fast, general, n)
+}
+
+// checkMatchesGeneral checks that spool s, written with the fast paths,
+// has the counters of general, written with AppendMark only, and that its
+// n records read back in order: record i with i%5+1 entries at 1000+i,
+// 300+i%200 bytes long.
+func checkMatchesGeneral(t *testing.T, s, general *Spool, n int) {
+	t.Helper()
+	sf, sg := s.Stats(), general.Stats()
+	if sf.Appended != uint64(n) || sf.Records != sg.Records || sf.Entries != sg.Entries || sf.Bytes != sg.Bytes || sf.Segments != sg.Segments {
 		t.Fatalf("stats %+v, the general path's %+v", sf, sg)
 	}
-	recs := drain(t, fast)
+	recs := drain(t, s)
 	if got := ids(t, recs); !equalInts(got, seq(0, n)) {
 		t.Fatalf("read back %d records, want %d in order", len(got), n)
 	}
