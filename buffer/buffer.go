@@ -439,13 +439,6 @@ func New(cfg Config) (*Buffer, error) {
 // spool mode it writes the entry to the spool (the OS page cache) before it
 // returns.
 func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []exporter.LabelPair) error {
-	size := len(line) + 16 // exporter.EntrySize: what BatchSize counts
-	for i := range meta {
-		size += len(meta[i].Name) + len(meta[i].Value) + 4
-	}
-	structs := entryMem + pairMem*len(meta) // MaxBufferBytes counts them, BatchSize does not
-
-	spills := 0     // batches this call wrote to the spool itself
 	var enc *[]byte // "always": the entry's spool record, encoded before locking
 	if b.sp != nil && b.cfg.SpoolMode == SpoolAlways {
 		enc = encodeOne(tenant, labels, ts, line, meta)
@@ -455,12 +448,18 @@ func (b *Buffer) Add(tenant, labels string, ts int64, line []byte, meta []export
 			// it has not taken reach a batch (the rest wait for
 			// BatchWait, as below).
 			u := unreadOf(c)
-			if u >= b.cfg.BatchSize && u-unreadOf(spool.FastCounts{Records: 1, Bytes: int64(len(*enc))}) < b.cfg.BatchSize {
+			if u >= b.cfg.BatchSize && u-frameUnread(len(*enc)) < b.cfg.BatchSize {
 				b.signal()
 			}
 			return nil
 		}
 	}
+	size := len(line) + 16 // exporter.EntrySize: what BatchSize counts
+	for i := range meta {
+		size += len(meta[i].Name) + len(meta[i].Value) + 4
+	}
+	structs := entryMem + pairMem*len(meta) // MaxBufferBytes counts them, BatchSize does not
+	spills := 0                             // batches this call wrote to the spool itself
 	b.lockAdd()
 	b.foldFastLocked()
 again:
@@ -742,7 +741,7 @@ func (b *Buffer) appendOneLocked(frame []byte) (spool.Mark, error) {
 	if b.unreadBytes == 0 {
 		b.firstUnread = time.Now()
 	}
-	b.unreadBytes += len(frame) - spool.FrameHeaderSize + 16
+	b.unreadBytes += frameUnread(len(frame))
 	b.spoolGen++
 	if !b.fast && b.spoolActive {
 		b.setFastLocked(true) // after a disk error, once its pause is over
@@ -777,6 +776,10 @@ func (b *Buffer) addFastLocked(c spool.FastCounts) {
 	}
 	b.unreadBytes += unreadOf(c)
 }
+
+// frameUnread is what a record framed in n bytes adds to unreadBytes: its
+// payload plus 16, as exporter.EntrySize counts an entry.
+func frameUnread(n int) int { return n - spool.FrameHeaderSize + 16 }
 
 // unreadOf is what the records c counts add to unreadBytes.
 func unreadOf(c spool.FastCounts) int {
