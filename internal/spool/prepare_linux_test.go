@@ -5,8 +5,10 @@ package spool
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -264,5 +266,60 @@ func TestInSteps(t *testing.T) {
 		if want := (n + adviseStep - 1) / adviseStep; calls != want {
 			t.Errorf("n=%d: %d calls, want %d", n, calls, want)
 		}
+	}
+}
+
+// threadFaults returns the minor page faults the calling thread took so
+// far (RUSAGE_THREAD).
+func threadFaults(t *testing.T) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(1, &ru); err != nil { // RUSAGE_THREAD
+		t.Skipf("no per-thread resource usage: %v", err)
+	}
+	return ru.Minflt
+}
+
+// TestFlushRepopulatesAhead checks that after a flush (which writes the
+// mapped pages back and so makes them read-only) the preparer faults the
+// pages ahead of the writer in again: the writer's copies into them then
+// take no page fault of their own.
+func TestFlushRepopulatesAhead(t *testing.T) {
+	s := openT(t, Options{Dir: t.TempDir(), SegmentSize: 8 << 20, Sync: SyncInterval, SyncInterval: time.Hour})
+	const size = 4000 // a record a page, about
+	appendN(t, s, 0, 100, size)
+	s.muLock()
+	mapped := s.wmap != nil && s.pr != nil
+	s.muUnlock()
+	if !mapped {
+		t.Skip("not writing through a mapping here: nothing to fault in")
+	}
+	time.Sleep(100 * time.Millisecond) // the preparer faults in the windows ahead
+	s.flush()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.muLock()
+		queued := len(s.pr.advise)
+		s.muUnlock()
+		if queued == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the preparer's touches of the advice it took
+
+	p := payload(100, size)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := threadFaults(t)
+	const n = 256 // about a MiB: pages faulted in ahead before the flush
+	for i := range n {
+		if err := s.Append(p, 1, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	faults := threadFaults(t) - before
+	t.Logf("%d page faults writing %d pages after a flush", faults, n)
+	if faults > n/8 {
+		t.Errorf("the writer took %d page faults writing %d pages after a flush, want at most %d", faults, n, n/8)
 	}
 }

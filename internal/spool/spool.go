@@ -615,6 +615,22 @@ func (s *Spool) flush() {
 		// a rolled writer is flushed through toSync.
 		if err := w.Sync(); err != nil && !errors.Is(err, errFileClosed) {
 			errs = append(errs, fmt.Errorf("spool: sync segment %d: %w", wnum, err))
+		} else if err == nil {
+			// Writing the pages back made them read-only: the writer's
+			// next copy into each would take a page fault of its own
+			// (on ext4, page_mkwrite under a journal handle, now and
+			// then milliseconds behind a commit). The preparer faults
+			// them in again, from the writer's page to the end of the
+			// windows ahead (see moveWindow).
+			s.muLockRead() // changes nothing of the writer's
+			if g := s.wseg; s.pr != nil && s.wmap != nil && g != nil && g.num == wnum && !s.closed {
+				lo := g.size &^ (4<<10 - 1)
+				if hi := min(s.pr.nextWin+(lead-1)*window, int64(len(s.wmap))); lo < hi {
+					s.pr.advise = append(s.pr.advise, advice{m: s.wmap[lo:hi], populate: true})
+					s.kickPreparer()
+				}
+			}
+			s.muUnlock()
 		}
 	}
 	if dir {
