@@ -10,7 +10,9 @@
 #   4. install VictoriaLogs into .tmp/bin (reused when present), start it on a
 #      free 127.0.0.1 port with a fresh data directory, wait for /health
 #   5. go test -race -count=1 ./... with LOKISLOG_VICTORIALOGS_URL exported,
-#      then check VictoriaLogs is still alive (it must not have crashed)
+#      then check VictoriaLogs is still alive (it must not have crashed);
+#      then, without -race, the tests that count page faults (they skip
+#      under it)
 #   6. fuzz every Fuzz target briefly, one at a time       (skipped by --quick)
 #   7. run every benchmark once; the bench/ module's tests and benchmarks; scripts/spoolmodes.sh
 #      for three rounds                                    (skipped by --quick)
@@ -286,6 +288,9 @@ if [ "$vl_rc" -eq 0 ]; then
 else
 	skipped+=("go test (VictoriaLogs did not start)")
 fi
+# The tests that count page faults skip under -race (its shadow memory
+# faults too): run them once without it.
+step "page-fault tests without -race" go test -count=1 -run 'FlushRepopulatesAhead' -v ./internal/spool/
 
 if [ "$quick" -eq 1 ]; then
 	skipped+=("fuzz (--quick)" "bench (--quick)")

@@ -327,10 +327,16 @@ type Spool struct {
 	// writable segment; the next Append creates one.
 	w          File
 	wseg       *segment
-	wmap       []byte        // mapping of wseg's file (mmap writer); nil: write path
-	noPrealloc bool          // the filesystem cannot preallocate: write path only
-	frame      []byte        // reused frame buffer
-	dirty      bool          // w has data not flushed (SyncInterval)
+	wmap       []byte // mapping of wseg's file (mmap writer); nil: write path
+	noPrealloc bool   // the filesystem cannot preallocate: write path only
+	frame      []byte // reused frame buffer
+	dirty      bool   // w has data not flushed (SyncInterval)
+	// flushedSeg and flushedOff: the writer's segment and offset at the
+	// last flush, flushedLen what the interval before it wrote, from
+	// which a flush guesses what the next interval will write (flush).
+	flushedSeg uint64
+	flushedOff int64
+	flushedLen int64
 	dirDirty   bool          // entries of the directory not flushed (SyncInterval)
 	toSync     []pendingSync // rolled writers the sync goroutine flushes and closes
 
@@ -620,12 +626,22 @@ func (s *Spool) flush() {
 			// next copy into each would take a page fault of its own
 			// (on ext4, page_mkwrite under a journal handle, now and
 			// then milliseconds behind a commit). The preparer faults
-			// them in again, from the writer's page to the end of the
-			// windows ahead (see moveWindow).
+			// in again the pages the writer is likely to fill before
+			// the next flush, as many as it wrote since the last one,
+			// within the windows faulted in ahead (see moveWindow): a
+			// page faulted in is dirty, and the next flush writes it.
 			s.muLockRead() // changes nothing of the writer's
 			if g := s.wseg; s.pr != nil && s.wmap != nil && g != nil && g.num == wnum && !s.closed {
+				d := g.size - headerSize // a roll: at least what the last interval wrote
+				if s.flushedSeg == g.num {
+					d = g.size - s.flushedOff
+				} else {
+					d = max(d, s.flushedLen)
+				}
+				s.flushedSeg, s.flushedOff, s.flushedLen = g.num, g.size, d
 				lo := g.size &^ (4<<10 - 1)
-				if hi := min(s.pr.nextWin+(lead-1)*window, int64(len(s.wmap))); lo < hi {
+				hi := min(g.size+d+4<<10, s.pr.nextWin+(lead-1)*window, int64(len(s.wmap)))
+				if lo < hi {
 					s.pr.advise = append(s.pr.advise, advice{m: s.wmap[lo:hi], populate: true})
 					s.kickPreparer()
 				}
