@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,34 @@ func TestProbeStalls(t *testing.T) {
 	real := probeStalls(20*time.Millisecond, time.Now)
 	if real.Probed < 20*time.Millisecond || real.Longest <= 0 || real.Longest > real.Probed {
 		t.Errorf("real clock: %+v", real)
+	}
+}
+
+// TestGCEndAfter: the end of the first garbage collection cycle at or
+// after a call's start is found among MemStats' recent pause ends, also
+// after the circular buffer wrapped, and only within the window.
+func TestGCEndAfter(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := &runtime.MemStats{}
+	// 300 cycles a second apart, the last ending 5 ms after t0: the
+	// buffer of 256 holds cycles 45 to 300.
+	for n := uint32(1); n <= 300; n++ {
+		ms.PauseEnd[(n-1)%256] = uint64(t0.Add(5*time.Millisecond - time.Duration(300-n)*time.Second).UnixNano())
+	}
+	ms.NumGC = 300
+	if got := gcEndAfter(ms, t0, 20*time.Millisecond); got != 5*time.Millisecond {
+		t.Errorf("cycle ending 5 ms after the call: got %v", got)
+	}
+	if got := gcEndAfter(ms, t0, 4*time.Millisecond); got != 0 {
+		t.Errorf("window of 4 ms: got %v, want 0", got)
+	}
+	if got := gcEndAfter(ms, t0.Add(-time.Second+time.Millisecond), 5*time.Millisecond); got != 4*time.Millisecond {
+		t.Errorf("the cycle before the last: got %v, want 4ms", got)
+	}
+	if got := gcEndAfter(ms, t0.Add(10*time.Millisecond), 20*time.Millisecond); got != 0 {
+		t.Errorf("after the last cycle: got %v, want 0", got)
+	}
+	if got := gcEndAfter(&runtime.MemStats{}, t0, time.Second); got != 0 {
+		t.Errorf("no cycle yet: got %v, want 0", got)
 	}
 }

@@ -303,19 +303,19 @@ func report(w io.Writer, r *results) {
 			continue
 		}
 		m := fmt.Sprintf("%s among the %d calls during the outage (%.2f–%.2f s of the steady run), %d > 1 ms",
-			dur(x.OutageMaxCall), x.OutageCalls, x.OutageAt.Seconds(), (x.OutageAt + x.Outage).Seconds(), x.OutageCallsOver1ms)
+			outageSlowest(x), x.OutageCalls, x.OutageAt.Seconds(), (x.OutageAt + x.Outage).Seconds(), x.OutageCallsOver1ms)
 		if x.Capped {
 			m += " (" + strings.TrimPrefix(cappedNote(x), ", ") + ")"
 		}
 		ok, rounds := steadyRoundsHold(r, name, func(x steadyResult) (bool, string) {
-			return !x.Capped && x.Records == x.Scheduled, dur(x.OutageMaxCall)
+			return !x.Capped && x.Records == x.Scheduled, outageSlowest(x)
 		})
 		if rounds != "" {
 			m = "median run: " + m + rounds
 		}
 		if floorSOK {
-			_, fr := steadyRoundsHold(r, contest.JSONDiscard, func(x steadyResult) (bool, string) { return true, dur(x.OutageMaxCall) })
-			m += fmt.Sprintf(" (floor, same window of the same schedule: %s, %d > 1 ms%s)", dur(floorS.OutageMaxCall), floorS.OutageCallsOver1ms, fr)
+			_, fr := steadyRoundsHold(r, contest.JSONDiscard, func(x steadyResult) (bool, string) { return true, outageSlowest(x) })
+			m += fmt.Sprintf(" (floor, same window of the same schedule: %s, %d > 1 ms%s)", outageSlowest(floorS), floorS.OutageCallsOver1ms, fr)
 		}
 		if st := r.Machine.Stalls; st != nil {
 			m += fmt.Sprintf(" (stall probe: %s)", dur(st.Longest))
@@ -404,6 +404,16 @@ func slowestAt(x steadyResult) string {
 		return "–"
 	}
 	return fmt.Sprintf("%s (%.2f s)", dur(x.MaxCall), x.MaxCallAt.Seconds())
+}
+
+// outageSlowest is the slowest call during the outage, marked "GC" when a
+// garbage collection cycle of the child ended within gcWindow after it
+// began (steadyResult.OutageMaxCallGC).
+func outageSlowest(x steadyResult) string {
+	if x.OutageMaxCallGC > 0 {
+		return dur(x.OutageMaxCall) + " GC"
+	}
+	return dur(x.OutageMaxCall)
 }
 
 // steadyRoundsHold checks every steady run of name (all rounds): ok is

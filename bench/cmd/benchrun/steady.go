@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/bits"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,7 +46,13 @@ type steadyResult struct {
 	// OutageMaxCall is the slowest call that overlapped the outage
 	// window (for contestants without a receiver, the same window with no
 	// outage); OutageCalls and OutageCallsOver1ms count those calls.
-	OutageMaxCall      time.Duration `json:"outage_max_call"`
+	OutageMaxCall time.Duration `json:"outage_max_call"`
+	// OutageMaxCallGC is how long after the slowest outage call began a
+	// garbage collection cycle of the child ended, when one ended within
+	// gcWindow of it (0: none did). A cycle that started in the call (the
+	// allocating goroutine starts it and waits for its first
+	// stop-the-world) ends a few milliseconds later.
+	OutageMaxCallGC    time.Duration `json:"outage_max_call_gc,omitempty"`
 	OutageCalls        uint64        `json:"outage_calls"`
 	OutageCallsOver1ms uint64        `json:"outage_calls_over_1ms"`
 	// P999 and P9999 are the 99.9th and 99.99th percentiles of the call
@@ -60,6 +67,26 @@ type steadyResult struct {
 	// the driver stopped waiting for them, Cap + 2 s after the start;
 	// each counts in MaxCall as long as it had run then.
 	StuckCalls int `json:"stuck_calls,omitempty"`
+}
+
+// gcWindow is how long after a call began the end of a garbage collection
+// cycle still counts as the cycle's (gcEndAfter): longer than a cycle's
+// mark phase here (1–7 ms), far shorter than the seconds between cycles.
+const gcWindow = 20 * time.Millisecond
+
+// gcEndAfter returns how long after t the first garbage collection cycle
+// recorded in ms that ended at or after t ended, if within w; 0 otherwise.
+// MemStats keeps the end of the last 256 cycles' pauses (PauseEnd).
+func gcEndAfter(ms *runtime.MemStats, t time.Time, w time.Duration) time.Duration {
+	best := time.Duration(0)
+	n := min(ms.NumGC, uint32(len(ms.PauseEnd)))
+	for i := range n {
+		end := ms.PauseEnd[(ms.NumGC-1-i)%uint32(len(ms.PauseEnd))]
+		if d := time.Unix(0, int64(end)).Sub(t); d >= 0 && d <= w && (best == 0 || d < best) {
+			best = max(d, 1)
+		}
+	}
+	return best
 }
 
 // steadyCap is how long a steady run may log before it stops: twice the
@@ -142,7 +169,7 @@ type steadyWorker struct {
 	logged             uint64
 	hist               durHist
 	max, outMax        time.Duration
-	maxAt              time.Time
+	maxAt, outMaxAt    time.Time
 	over1ms, over100us uint64
 	outCalls, outOver1 uint64
 	maxLag             time.Duration
@@ -264,7 +291,9 @@ func childSteady(o *options) error {
 				}
 				if during {
 					w.outCalls++
-					w.outMax = max(w.outMax, d)
+					if d > w.outMax {
+						w.outMax, w.outMaxAt = d, t
+					}
 					if d > time.Millisecond {
 						w.outOver1++
 					}
@@ -284,9 +313,10 @@ func childSteady(o *options) error {
 
 	// Collect what the workers measured.
 	var (
-		hist    durHist
-		lastEnd time.Time
-		now     = time.Now()
+		hist     durHist
+		lastEnd  time.Time
+		outMaxAt time.Time
+		now      = time.Now()
 	)
 	for _, w := range workers {
 		w.mu.Lock()
@@ -297,7 +327,9 @@ func childSteady(o *options) error {
 		}
 		res.CallsOver1ms += w.over1ms
 		res.CallsOver100us += w.over100us
-		res.OutageMaxCall = max(res.OutageMaxCall, w.outMax)
+		if w.outMax > res.OutageMaxCall {
+			res.OutageMaxCall, outMaxAt = w.outMax, w.outMaxAt
+		}
 		res.OutageCalls += w.outCalls
 		res.OutageCallsOver1ms += w.outOver1
 		res.MaxLag = max(res.MaxLag, w.maxLag)
@@ -323,6 +355,11 @@ func childSteady(o *options) error {
 		}
 	}
 	res.Capped = capped.Load() || res.StuckCalls > 0
+	if !outMaxAt.IsZero() {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms) // stops the world once, after the logging
+		res.OutageMaxCallGC = gcEndAfter(&ms, outMaxAt, gcWindow)
+	}
 	res.P999 = hist.quantile(0.999, res.MaxCall)
 	res.P9999 = hist.quantile(0.9999, res.MaxCall)
 	if !lastEnd.IsZero() {
