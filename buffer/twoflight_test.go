@@ -47,16 +47,24 @@ func twoFlightBuffer(t *testing.T, first, second exporter.Exporter, gate chan st
 }
 
 // heldPair returns a memory-only buffer with two exporters whose Export
-// calls wait at gates, after it added the given one-entry batches and
-// every goroutine settled.
+// calls wait at gates. It first sends a batch "x" alone (the queue was
+// empty) and lets it through Exporter's gate only once the given one-entry
+// batches are queued behind it, so that the worker meets them all at
+// once, whatever the scheduling: it has then sent the first two together,
+// where they wait at the gates, and every goroutine settled. (Without
+// "x", the worker could meet the first batch before the second was added
+// and send it alone: CI saw that once.)
 func heldPair(t *testing.T, lines ...string) (b *Buffer, r1, r2 *entered, gate1, gate2 chan struct{}) {
 	gate1, gate2 = make(chan struct{}), make(chan struct{})
 	r1 = &entered{recorder: &recorder{gate: gate1}}
 	r2 = &entered{recorder: &recorder{gate: gate2}}
 	b = mustNew(t, Config{Exporter: r1, Exporter2: r2, BatchSize: 1})
+	add(t, b, "", `{a="b"}`, "x")
+	synctest.Wait() // the worker waits at gate1 with "x"
 	for _, l := range lines {
 		add(t, b, "", `{a="b"}`, l)
 	}
+	gate1 <- struct{}{} // "x" goes
 	synctest.Wait()
 	return b, r1, r2, gate1, gate2
 }
@@ -67,20 +75,20 @@ func heldPair(t *testing.T, lines ...string) (b *Buffer, r1, r2 *entered, gate1,
 func TestMemoryModeSendsTwoBatchesAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b, r1, r2, gate1, gate2 := heldPair(t, "0", "1", "2", "3")
-		// However the worker met the four batches, once it holds two
-		// sealed ones it sends them at once: both are in flight now.
-		if n1, n2 := r1.n.Load(), r2.n.Load(); n1 != 1 || n2 != 1 {
-			t.Fatalf("in flight through Exporter %d, Exporter2 %d; want 1 and 1", n1, n2)
+		// After "x", the worker holds four sealed batches and sends
+		// the first two at once: both are in flight now.
+		if n1, n2 := r1.n.Load(), r2.n.Load(); n1 != 2 || n2 != 1 {
+			t.Fatalf("Export calls begun through Exporter %d (\"x\" done), Exporter2 %d; want 2 and 1", n1, n2)
 		}
 		close(gate1)
 		close(gate2)
 		flushAndShutdown(t, b)
 		got := append(sentLines(r1.recorder), sentLines(r2.recorder)...)
 		slices.Sort(got)
-		if want := []string{"0", "1", "2", "3"}; !slices.Equal(got, want) {
+		if want := []string{"0", "1", "2", "3", "x"}; !slices.Equal(got, want) {
 			t.Errorf("delivered %q, want %q", got, want)
 		}
-		if s := b.Stats(); s.Exported != 4 || len(s.Dropped) != 0 || s.BufferedEntries != 0 {
+		if s := b.Stats(); s.Exported != 5 || len(s.Dropped) != 0 || s.BufferedEntries != 0 {
 			t.Errorf("stats %+v", s)
 		}
 		if n1, n2 := r1.shutdown.Load(), r2.shutdown.Load(); n1 != 1 || n2 != 1 {
@@ -159,8 +167,8 @@ func TestTwoInFlightShutdownCountsBoth(t *testing.T) {
 		if err := b.Shutdown(ctx); err == nil {
 			t.Error("Shutdown returned nil with three entries undelivered")
 		}
-		if s := b.Stats(); s.Dropped[ReasonShutdown] != 3 || s.Exported != 0 || s.BufferedEntries != 0 {
-			t.Errorf("stats %+v, want 3 dropped (shutdown)", s)
+		if s := b.Stats(); s.Dropped[ReasonShutdown] != 3 || s.Exported != 1 || s.BufferedEntries != 0 {
+			t.Errorf("stats %+v, want \"x\" delivered, 3 dropped (shutdown)", s)
 		}
 	})
 }
