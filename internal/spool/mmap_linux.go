@@ -101,7 +101,7 @@ func populateFirst(m []byte) { _ = syscall.Madvise(m, 23) }
 // nothing, even where the writer has already filled that word. (m starts
 // on a page boundary: populate gets windows, in 64 KiB steps.)
 func touchPages(m []byte) {
-	for i := 0; i+4 <= len(m); i += 4 << 10 {
+	for i := 0; i+4 <= len(m); i += touchStep {
 		atomic.CompareAndSwapUint32((*uint32)(unsafe.Pointer(&m[i])), 0, 0)
 	}
 }

@@ -229,6 +229,10 @@ func (s *Spool) prepare() (*prepared, error) {
 // (populate holds the P while it touches pages), not for a whole window.
 const adviseStep = 64 << 10
 
+// touchStep is the granule populate touches (touchPages), the smallest page
+// size of the platforms mapped here: a range to populate starts on one.
+const touchStep = 4 << 10
+
 // inSteps calls f on m in pieces of adviseStep bytes, yielding between.
 func inSteps(m []byte, f func([]byte)) {
 	inPieces(m, adviseStep, func(p []byte) bool { f(p); return true })

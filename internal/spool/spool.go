@@ -639,8 +639,8 @@ func (s *Spool) flush() {
 					d = max(d, s.flushedLen)
 				}
 				s.flushedSeg, s.flushedOff, s.flushedLen = g.num, g.size, d
-				lo := g.size &^ (4<<10 - 1)
-				hi := min(g.size+d+4<<10, s.pr.nextWin+(lead-1)*window, int64(len(s.wmap)))
+				lo := g.size &^ (touchStep - 1)
+				hi := min(g.size+d+touchStep, s.pr.nextWin+(lead-1)*window, int64(len(s.wmap)))
 				if lo < hi {
 					s.pr.advise = append(s.pr.advise, advice{m: s.wmap[lo:hi], populate: true})
 					s.kickPreparer()
