@@ -99,6 +99,10 @@ func TestSmoke(t *testing.T) {
 		if x.MaxCall <= 0 || x.P999 > x.P9999 || x.P9999 > x.MaxCall || x.OutageMaxCall > x.MaxCall {
 			t.Errorf("%s steady: inconsistent call times: max %v, outage max %v, p99.9 %v, p99.99 %v", name, x.MaxCall, x.OutageMaxCall, x.P999, x.P9999)
 		}
+		if (x.OutageGCCycles > 0) != (x.OutageGCPauseMax > 0) || (x.OutageMaxCallGC > 0) != (x.OutageMaxCallPause > 0) {
+			t.Errorf("%s steady: GC figures disagree: %d cycles in the window, longest pause %v; slowest call's cycle ended %v after it, pause %v",
+				name, x.OutageGCCycles, x.OutageGCPauseMax, x.OutageMaxCallGC, x.OutageMaxCallPause)
+		}
 	}
 	if st := r.Machine.Stalls; st == nil || st.Probed < o.stallProbe || st.Longest <= 0 {
 		t.Errorf("stall probe: %+v, want one of at least %v", st, o.stallProbe)
@@ -111,7 +115,7 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, want := range []string{"## Machine", "## Contestants", "## Steady logging with an outage in the middle", "## Targets (issue 4)",
 		"| `lokislog-spill` 100% delivered, outage run |", "| `lokislog-always` 100% delivered, steady run |",
-		"| `lokislog-memory` counted drops = missing, steady run |", "over the whole steady run",
+		"| `lokislog-memory` counted drops = missing, steady run |", "over the whole steady run", "GC cycle",
 		"Stall probe, before the contestants: one goroutine reading the clock in a loop for ", "(stall probe: "} { // the probe runs at least -stall-probe (checked above), a little longer on a busy machine
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
@@ -220,7 +224,8 @@ func TestProbeStalls(t *testing.T) {
 
 // TestGCEndAfter: the end of the first garbage collection cycle at or
 // after a call's start is found among MemStats' recent pause ends, also
-// after the circular buffer wrapped, and only within the window.
+// after the circular buffer wrapped, and only within the window, with that
+// cycle's pause; gcPausesIn counts the cycles that ended in a window.
 func TestGCEndAfter(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	ms := &runtime.MemStats{}
@@ -230,19 +235,36 @@ func TestGCEndAfter(t *testing.T) {
 		ms.PauseEnd[(n-1)%256] = uint64(t0.Add(5*time.Millisecond - time.Duration(300-n)*time.Second).UnixNano())
 	}
 	ms.NumGC = 300
-	if got := gcEndAfter(ms, t0, 20*time.Millisecond); got != 5*time.Millisecond {
-		t.Errorf("cycle ending 5 ms after the call: got %v", got)
+	for n := uint32(1); n <= 300; n++ {
+		ms.PauseNs[(n-1)%256] = uint64(n) * uint64(time.Microsecond)
 	}
-	if got := gcEndAfter(ms, t0, 4*time.Millisecond); got != 0 {
-		t.Errorf("window of 4 ms: got %v, want 0", got)
+	for _, c := range []struct {
+		name         string
+		t            time.Time
+		w            time.Duration
+		after, pause time.Duration
+	}{
+		{"cycle ending 5 ms after the call", t0, 20 * time.Millisecond, 5 * time.Millisecond, 300 * time.Microsecond},
+		{"window of 4 ms", t0, 4 * time.Millisecond, 0, 0},
+		{"the cycle before the last", t0.Add(-time.Second + time.Millisecond), 5 * time.Millisecond, 4 * time.Millisecond, 299 * time.Microsecond},
+		{"after the last cycle", t0.Add(10 * time.Millisecond), 20 * time.Millisecond, 0, 0},
+	} {
+		if after, pause := gcEndAfter(ms, c.t, c.w); after != c.after || pause != c.pause {
+			t.Errorf("%s: got %v, %v, want %v, %v", c.name, after, pause, c.after, c.pause)
+		}
 	}
-	if got := gcEndAfter(ms, t0.Add(-time.Second+time.Millisecond), 5*time.Millisecond); got != 4*time.Millisecond {
-		t.Errorf("the cycle before the last: got %v, want 4ms", got)
+	if after, pause := gcEndAfter(&runtime.MemStats{}, t0, time.Second); after != 0 || pause != 0 {
+		t.Errorf("no cycle yet: got %v, %v, want 0", after, pause)
 	}
-	if got := gcEndAfter(ms, t0.Add(10*time.Millisecond), 20*time.Millisecond); got != 0 {
-		t.Errorf("after the last cycle: got %v, want 0", got)
+	// Cycles 291 to 300 end in the ten seconds before t0 + 5 ms; the
+	// longest pause among 292..300 is cycle 300's.
+	if n, longest := gcPausesIn(ms, t0.Add(-8*time.Second), t0.Add(time.Second)); n != 9 || longest != 300*time.Microsecond {
+		t.Errorf("gcPausesIn: got %d cycles, longest %v, want 9, 300µs", n, longest)
 	}
-	if got := gcEndAfter(&runtime.MemStats{}, t0, time.Second); got != 0 {
-		t.Errorf("no cycle yet: got %v, want 0", got)
+	if n, longest := gcPausesIn(ms, t0.Add(-100*time.Second), t0.Add(-98*time.Second)); n != 2 || longest != 201*time.Microsecond {
+		t.Errorf("gcPausesIn, two old cycles: got %d, %v, want 2, 201µs", n, longest)
+	}
+	if n, _ := gcPausesIn(ms, t0.Add(6*time.Millisecond), t0.Add(time.Hour)); n != 0 {
+		t.Errorf("gcPausesIn after the last cycle: got %d cycles", n)
 	}
 }

@@ -302,8 +302,8 @@ func report(w io.Writer, r *results) {
 			missing(t, "the steady run had no outage (-outage=0)")
 			continue
 		}
-		m := fmt.Sprintf("%s among the %d calls during the outage (%.2f–%.2f s of the steady run), %d > 1 ms",
-			outageSlowest(x), x.OutageCalls, x.OutageAt.Seconds(), (x.OutageAt + x.Outage).Seconds(), x.OutageCallsOver1ms)
+		m := fmt.Sprintf("%s among the %d calls during the outage (%.2f–%.2f s of the steady run), %d > 1 ms%s",
+			outageSlowest(x), x.OutageCalls, x.OutageAt.Seconds(), (x.OutageAt + x.Outage).Seconds(), x.OutageCallsOver1ms, gcPauses(x))
 		if x.Capped {
 			m += " (" + strings.TrimPrefix(cappedNote(x), ", ") + ")"
 		}
@@ -315,7 +315,7 @@ func report(w io.Writer, r *results) {
 		}
 		if floorSOK {
 			_, fr := steadyRoundsHold(r, contest.JSONDiscard, func(x steadyResult) (bool, string) { return true, outageSlowest(x) })
-			m += fmt.Sprintf(" (floor, same window of the same schedule: %s, %d > 1 ms%s)", outageSlowest(floorS), floorS.OutageCallsOver1ms, fr)
+			m += fmt.Sprintf(" (floor, same window of the same schedule: %s, %d > 1 ms%s%s)", outageSlowest(floorS), floorS.OutageCallsOver1ms, gcPauses(floorS), fr)
 		}
 		if st := r.Machine.Stalls; st != nil {
 			m += fmt.Sprintf(" (stall probe: %s)", dur(st.Longest))
@@ -406,14 +406,24 @@ func slowestAt(x steadyResult) string {
 	return fmt.Sprintf("%s (%.2f s)", dur(x.MaxCall), x.MaxCallAt.Seconds())
 }
 
-// outageSlowest is the slowest call during the outage, marked "GC" when a
-// garbage collection cycle of the child ended within gcWindow after it
-// began (steadyResult.OutageMaxCallGC).
+// outageSlowest is the slowest call during the outage, marked "GC" with
+// that cycle's stop-the-world pauses when a garbage collection cycle of
+// the child ended within gcWindow after it began
+// (steadyResult.OutageMaxCallGC).
 func outageSlowest(x steadyResult) string {
 	if x.OutageMaxCallGC > 0 {
-		return dur(x.OutageMaxCall) + " GC"
+		return dur(x.OutageMaxCall) + " GC (pause " + dur(x.OutageMaxCallPause) + ")"
 	}
 	return dur(x.OutageMaxCall)
+}
+
+// gcPauses describes the garbage collection cycles that ended in the
+// outage window of a steady run and their longest stop-the-world pause.
+func gcPauses(x steadyResult) string {
+	if x.OutageGCCycles == 0 {
+		return ", no GC cycle"
+	}
+	return fmt.Sprintf(", %d GC cycles (longest pause %s)", x.OutageGCCycles, dur(x.OutageGCPauseMax))
 }
 
 // steadyRoundsHold checks every steady run of name (all rounds): ok is

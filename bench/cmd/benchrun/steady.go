@@ -52,7 +52,16 @@ type steadyResult struct {
 	// gcWindow of it (0: none did). A cycle that started in the call (the
 	// allocating goroutine starts it and waits for its first
 	// stop-the-world) ends a few milliseconds later.
-	OutageMaxCallGC    time.Duration `json:"outage_max_call_gc,omitempty"`
+	OutageMaxCallGC time.Duration `json:"outage_max_call_gc,omitempty"`
+	// OutageMaxCallPause is that cycle's stop-the-world pauses, together
+	// (MemStats.PauseNs): the part of the call during which no goroutine
+	// of the child ran, whatever the handler.
+	OutageMaxCallPause time.Duration `json:"outage_max_call_pause,omitempty"`
+	// OutageGCCycles is how many garbage collection cycles ended in the
+	// outage window, and OutageGCPauseMax the longest of their
+	// stop-the-world pauses.
+	OutageGCCycles     int           `json:"outage_gc_cycles"`
+	OutageGCPauseMax   time.Duration `json:"outage_gc_pause_max,omitempty"`
 	OutageCalls        uint64        `json:"outage_calls"`
 	OutageCallsOver1ms uint64        `json:"outage_calls_over_1ms"`
 	// P999 and P9999 are the 99.9th and 99.99th percentiles of the call
@@ -75,18 +84,32 @@ type steadyResult struct {
 const gcWindow = 20 * time.Millisecond
 
 // gcEndAfter returns how long after t the first garbage collection cycle
-// recorded in ms that ended at or after t ended, if within w; 0 otherwise.
-// MemStats keeps the end of the last 256 cycles' pauses (PauseEnd).
-func gcEndAfter(ms *runtime.MemStats, t time.Time, w time.Duration) time.Duration {
-	best := time.Duration(0)
+// recorded in ms that ended at or after t ended, if within w, and that
+// cycle's stop-the-world pauses; 0, 0 otherwise. MemStats keeps the end
+// and the length of the last 256 cycles' pauses (PauseEnd, PauseNs).
+func gcEndAfter(ms *runtime.MemStats, t time.Time, w time.Duration) (after, pause time.Duration) {
 	n := min(ms.NumGC, uint32(len(ms.PauseEnd)))
 	for i := range n {
-		end := ms.PauseEnd[(ms.NumGC-1-i)%uint32(len(ms.PauseEnd))]
-		if d := time.Unix(0, int64(end)).Sub(t); d >= 0 && d <= w && (best == 0 || d < best) {
-			best = max(d, 1)
+		j := (ms.NumGC - 1 - i) % uint32(len(ms.PauseEnd))
+		if d := time.Unix(0, int64(ms.PauseEnd[j])).Sub(t); d >= 0 && d <= w && (after == 0 || d < after) {
+			after, pause = max(d, 1), time.Duration(ms.PauseNs[j])
 		}
 	}
-	return best
+	return after, pause
+}
+
+// gcPausesIn returns how many garbage collection cycles recorded in ms
+// ended in [from, to) and the longest of their stop-the-world pauses.
+func gcPausesIn(ms *runtime.MemStats, from, to time.Time) (cycles int, longest time.Duration) {
+	n := min(ms.NumGC, uint32(len(ms.PauseEnd)))
+	for i := range n {
+		j := (ms.NumGC - 1 - i) % uint32(len(ms.PauseEnd))
+		if end := time.Unix(0, int64(ms.PauseEnd[j])); !end.Before(from) && end.Before(to) {
+			cycles++
+			longest = max(longest, time.Duration(ms.PauseNs[j]))
+		}
+	}
+	return cycles, longest
 }
 
 // steadyCap is how long a steady run may log before it stops: twice the
@@ -355,10 +378,15 @@ func childSteady(o *options) error {
 		}
 	}
 	res.Capped = capped.Load() || res.StuckCalls > 0
-	if !outMaxAt.IsZero() {
+	if ws := outageStart.Load(); ws != 0 || !outMaxAt.IsZero() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms) // stops the world once, after the logging
-		res.OutageMaxCallGC = gcEndAfter(&ms, outMaxAt, gcWindow)
+		if !outMaxAt.IsZero() {
+			res.OutageMaxCallGC, res.OutageMaxCallPause = gcEndAfter(&ms, outMaxAt, gcWindow)
+		}
+		if ws != 0 {
+			res.OutageGCCycles, res.OutageGCPauseMax = gcPausesIn(&ms, time.Unix(0, ws), time.Unix(0, ws+outNs))
+		}
 	}
 	res.P999 = hist.quantile(0.999, res.MaxCall)
 	res.P9999 = hist.quantile(0.9999, res.MaxCall)
