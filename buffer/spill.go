@@ -111,7 +111,13 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	b.mu.Unlock()
 
 	// The batch is encoded as a framed record, which the spool writes as
-	// it is (AppendFrameMark: one write, no copy).
+	// it is (AppendFrameMark: one write, no copy), into a buffer made once
+	// of the batch's size (which bounds its encoding): grown by append, the
+	// first spill's buffer would allocate three times that in steps,
+	// clearing each new tail in a call that cannot be preempted.
+	if n := it.size + len(it.batch.Tenant) + 64; cap(b.spillBuf) < n {
+		b.spillBuf = make([]byte, 0, n)
+	}
 	b.spillBuf, err = spool.AppendBatchFrame(b.spillBuf[:0], it.batch, it.n, it.created.UnixNano())
 	if err == nil {
 		// Encoding and writing a batch are each up to a few hundred
