@@ -112,9 +112,10 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 
 	// The batch is encoded as a framed record, which the spool writes as
 	// it is (AppendFrameMark: one write, no copy), into a buffer made once
-	// of the batch's size (which bounds its encoding): grown by append, the
-	// first spill's buffer would allocate three times that in steps,
-	// clearing each new tail in a call that cannot be preempted.
+	// of the batch's size (what it counts in memory, more than its
+	// encoding): grown by append from nothing, the first spill's buffer
+	// allocated about five times that in steps, clearing each new tail in
+	// a call that cannot be preempted.
 	if n := it.size + len(it.batch.Tenant) + 64; cap(b.spillBuf) < n {
 		b.spillBuf = make([]byte, 0, n)
 	}
