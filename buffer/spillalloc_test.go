@@ -22,7 +22,7 @@ func TestFirstSpillAllocatesOneBuffer(t *testing.T) {
 	line := []byte(strings.Repeat("l", 200))
 	for i := 0; ; i++ {
 		copy(line, fmt.Sprintf("%06d", i))
-		if err := b.Add("", `{s="0"}`, int64(i), line, nil); err != nil {
+		if err := b.Add("", `{s="0"}`, time.Now().UnixNano(), line, nil); err != nil {
 			t.Fatal(err)
 		}
 		b.mu.Lock()
