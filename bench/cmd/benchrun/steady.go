@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"math/bits"
 	"os"
@@ -83,16 +84,28 @@ type steadyResult struct {
 // mark phase here (1–7 ms), far shorter than the seconds between cycles.
 const gcWindow = 20 * time.Millisecond
 
+// gcCycles yields the end and the stop-the-world pauses of each garbage
+// collection cycle recorded in ms, newest first. MemStats keeps the last
+// 256 (PauseEnd, PauseNs).
+func gcCycles(ms *runtime.MemStats) iter.Seq2[time.Time, time.Duration] {
+	return func(yield func(time.Time, time.Duration) bool) {
+		n := min(ms.NumGC, uint32(len(ms.PauseEnd)))
+		for i := range n {
+			j := (ms.NumGC - 1 - i) % uint32(len(ms.PauseEnd))
+			if !yield(time.Unix(0, int64(ms.PauseEnd[j])), time.Duration(ms.PauseNs[j])) {
+				return
+			}
+		}
+	}
+}
+
 // gcEndAfter returns how long after t the first garbage collection cycle
 // recorded in ms that ended at or after t ended, if within w, and that
-// cycle's stop-the-world pauses; 0, 0 otherwise. MemStats keeps the end
-// and the length of the last 256 cycles' pauses (PauseEnd, PauseNs).
+// cycle's stop-the-world pauses; 0, 0 otherwise.
 func gcEndAfter(ms *runtime.MemStats, t time.Time, w time.Duration) (after, pause time.Duration) {
-	n := min(ms.NumGC, uint32(len(ms.PauseEnd)))
-	for i := range n {
-		j := (ms.NumGC - 1 - i) % uint32(len(ms.PauseEnd))
-		if d := time.Unix(0, int64(ms.PauseEnd[j])).Sub(t); d >= 0 && d <= w && (after == 0 || d < after) {
-			after, pause = max(d, 1), time.Duration(ms.PauseNs[j])
+	for end, p := range gcCycles(ms) {
+		if d := end.Sub(t); d >= 0 && d <= w && (after == 0 || d < after) {
+			after, pause = max(d, 1), p
 		}
 	}
 	return after, pause
@@ -101,12 +114,10 @@ func gcEndAfter(ms *runtime.MemStats, t time.Time, w time.Duration) (after, paus
 // gcPausesIn returns how many garbage collection cycles recorded in ms
 // ended in [from, to) and the longest of their stop-the-world pauses.
 func gcPausesIn(ms *runtime.MemStats, from, to time.Time) (cycles int, longest time.Duration) {
-	n := min(ms.NumGC, uint32(len(ms.PauseEnd)))
-	for i := range n {
-		j := (ms.NumGC - 1 - i) % uint32(len(ms.PauseEnd))
-		if end := time.Unix(0, int64(ms.PauseEnd[j])); !end.Before(from) && end.Before(to) {
+	for end, p := range gcCycles(ms) {
+		if !end.Before(from) && end.Before(to) {
 			cycles++
-			longest = max(longest, time.Duration(ms.PauseNs[j]))
+			longest = max(longest, p)
 		}
 	}
 	return cycles, longest
