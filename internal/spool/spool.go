@@ -632,11 +632,9 @@ func (s *Spool) flush() {
 			// page faulted in is dirty, and the next flush writes it.
 			s.muLockRead() // changes nothing of the writer's
 			if g := s.wseg; s.pr != nil && s.wmap != nil && g != nil && g.num == wnum && !s.closed {
-				d := g.size - headerSize // a roll: at least what the last interval wrote
-				if s.flushedSeg == g.num {
-					d = g.size - s.flushedOff
-				} else {
-					d = max(d, s.flushedLen)
+				d := g.size - s.flushedOff
+				if s.flushedSeg != g.num { // a roll: at least what the last interval wrote
+					d = max(g.size-headerSize, s.flushedLen)
 				}
 				s.flushedSeg, s.flushedOff, s.flushedLen = g.num, g.size, d
 				lo := g.size &^ (touchStep - 1)
