@@ -231,10 +231,22 @@ type settings struct {
 	sourceInfo keyInfo
 }
 
+// problems collects what is wrong with a Config, all of it reported at once.
+type problems []error
+
+// add appends a problem. Not inlined: validate calls it from about thirty
+// places, and inlined copies of the append would cost the binary about
+// 3 KB (issue 4's footprint target).
+//
+//go:noinline
+func (p *problems) add(format string, args ...any) {
+	*p = append(*p, fmt.Errorf(format, args...))
+}
+
 // validate checks cfg and fills in defaults.
 func validate(cfg Config) (*settings, error) {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var errs problems
+	bad := errs.add
 
 	if cfg.URL == "" {
 		cfg.URL = DefaultURL
