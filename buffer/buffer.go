@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -287,6 +288,9 @@ type openBatch struct {
 	created    time.Time
 	arena      arena
 	metas      []exporter.LabelPair
+	// qents are the batch's entries in the order added (streams' Entries
+	// stay nil until the batch leaves: sealed.build).
+	qents []qentry
 	// mark is the spool record of the last entry ("always" mode), when
 	// every entry of the batch is on disk (marked).
 	mark   spool.Mark
@@ -298,7 +302,18 @@ func (b *Buffer) newOpenBatch(tenant string) *openBatch {
 	now := time.Now()
 	b.recycle.opened(now)
 	return &openBatch{tenant: tenant, index: b.recycle.index(), created: now,
-		arena: arena{rec: &b.recycle}, metas: b.recycle.metaSlice()}
+		arena: arena{rec: &b.recycle}, metas: b.recycle.metaSlice(), qents: b.recycle.qentSlice()}
+}
+
+// qentry is an entry as a batch holds it until it leaves: without
+// pointers, so that a queue of them gives the garbage collector nothing to
+// scan (as exporter.Entry values, each line and metadata slice is a pointer
+// the collector follows while a logging goroutine may be waiting for it).
+// Its line is n bytes at off in the batch's chunk c; its metadata is
+// metas[m : m+nm]; it belongs to stream st.
+type qentry struct {
+	ts                   int64
+	c, off, n, m, nm, st uint32
 }
 
 type sealed struct {
@@ -317,6 +332,11 @@ type sealed struct {
 	chunks     [][]byte
 	metas      []exporter.LabelPair
 	index      map[string]int
+	// qents are the entries until build fills batch's streams from them
+	// (built); nil for a batch read back from the spool.
+	qents   []qentry
+	buildMu sync.Mutex
+	built   bool
 }
 
 // New starts a Buffer and its goroutines; with SpoolDir it opens (and locks)
@@ -600,19 +620,15 @@ again:
 	if !ok {
 		si = len(ob.streams)
 		ob.index[labels] = si
-		ob.streams = append(ob.streams, exporter.Stream{Labels: labels, Entries: b.recycle.entrySlice()})
+		ob.streams = append(ob.streams, exporter.Stream{Labels: labels})
 	}
 	ob.lastStream, ob.lastLabels = si, labels
-	e := exporter.Entry{Timestamp: ts, Line: ob.arena.str(line)}
-	if len(meta) > 0 {
-		start := len(ob.metas)
-		for _, m := range meta {
-			ob.metas = append(ob.metas, exporter.LabelPair{Name: ob.arena.strs(m.Name), Value: ob.arena.strs(m.Value)})
-		}
-		e.Metadata = ob.metas[start:len(ob.metas):len(ob.metas)]
+	e := qentry{ts: ts, n: uint32(len(line)), m: uint32(len(ob.metas)), nm: uint32(len(meta)), st: uint32(si)}
+	e.c, e.off = ob.arena.put(line)
+	for _, m := range meta {
+		ob.metas = append(ob.metas, exporter.LabelPair{Name: ob.arena.strs(m.Name), Value: ob.arena.strs(m.Value)})
 	}
-	st := &ob.streams[si]
-	st.Entries = append(st.Entries, e)
+	ob.qents = append(ob.qents, e)
 	if marked {
 		ob.mark, ob.marked = mark, true
 	}
@@ -807,11 +823,7 @@ func (b *Buffer) sealLocked(ob *openBatch) {
 	if ob.n == 0 {
 		return
 	}
-	longest := 0
-	for i := range ob.streams {
-		longest = max(longest, len(ob.streams[i].Entries))
-	}
-	b.recycle.sealed(longest)
+	b.recycle.sealed(len(ob.qents))
 	b.queue = append(b.queue, &sealed{
 		batch:      &exporter.Batch{Tenant: ob.tenant, Streams: ob.streams},
 		size:       ob.mem,
@@ -823,8 +835,33 @@ func (b *Buffer) sealLocked(ob *openBatch) {
 		recyclable: true,
 		chunks:     ob.arena.chunks,
 		metas:      ob.metas,
+		qents:      ob.qents,
 		index:      ob.index,
 	})
+}
+
+// build fills the entries of s's streams from its qents, once, when s
+// leaves: to be exported or written to the spool. The worker and the
+// spiller may both build the batch in flight.
+func (b *Buffer) build(s *sealed) *exporter.Batch {
+	s.buildMu.Lock()
+	if !s.built && s.qents != nil {
+		s.built = true
+		st := s.batch.Streams
+		for _, e := range s.qents {
+			x := &st[e.st]
+			if x.Entries == nil {
+				x.Entries = b.recycle.entrySlice()
+			}
+			var md []exporter.LabelPair
+			if e.nm > 0 {
+				md = s.metas[e.m : e.m+e.nm : e.m+e.nm]
+			}
+			x.Entries = append(x.Entries, exporter.Entry{Timestamp: e.ts, Line: at(s.chunks, e.c, e.off, e.n), Metadata: md})
+		}
+	}
+	s.buildMu.Unlock()
+	return s.batch
 }
 
 func (b *Buffer) signal() {
@@ -1308,10 +1345,10 @@ func (b *Buffer) run() {
 			// that a head that failed is queued again ahead of it.
 			ok := true
 			if second != nil {
-				b.sending = second.batch
+				b.sending = b.build(second)
 				go b.exportSending(b.cfg.Exporter2)
 			}
-			err := b.exp.Export(b.exportCtx, head.batch)
+			err := b.exp.Export(b.exportCtx, b.build(head))
 			if second != nil {
 				b.holdSettle = err != nil
 				ok = b.exportedMemory(second, rp, <-b.sent)
@@ -1619,33 +1656,45 @@ func isClosed(ch chan struct{}) bool {
 // allocation of its own. A chunk lives as long as any string in it.
 type arena struct {
 	cur []byte
-	// With rec, chunks come from and are kept for the recycler.
+	ci  uint32 // cur is chunks[ci]
+	// Chunks come from the recycler and go back to it; a line over
+	// bigLine is a chunk of its own (not recycled).
 	rec    *recycler
 	chunks [][]byte
 }
 
-const chunkSize = 64 << 10
+const (
+	chunkSize = 64 << 10
+	bigLine   = chunkSize / 8
+)
 
-func (a *arena) str(p []byte) string {
-	if len(p) == 0 {
-		return ""
-	}
-	if len(p) > chunkSize/8 {
-		c := make([]byte, len(p))
-		copy(c, p)
-		return unsafe.String(&c[0], len(c))
+// put copies p into the arena and returns where: chunk c at off.
+func (a *arena) put(p []byte) (c, off uint32) {
+	if len(p) > bigLine {
+		a.chunks = append(a.chunks, bytes.Clone(p))
+		return uint32(len(a.chunks) - 1), 0
 	}
 	if cap(a.cur)-len(a.cur) < len(p) {
-		if a.rec != nil {
-			a.cur = a.rec.chunk()
-			a.chunks = append(a.chunks, a.cur)
-		} else {
-			a.cur = make([]byte, 0, chunkSize)
-		}
+		a.cur = a.rec.chunk()
+		a.ci = uint32(len(a.chunks))
+		a.chunks = append(a.chunks, a.cur)
 	}
-	start := len(a.cur)
+	off = uint32(len(a.cur))
 	a.cur = append(a.cur, p...)
-	return unsafe.String(&a.cur[start], len(p))
+	return a.ci, off
+}
+
+func (a *arena) str(p []byte) string {
+	c, off := a.put(p)
+	return at(a.chunks, c, off, uint32(len(p)))
+}
+
+// at returns the n bytes at off in chunks[c] as a string.
+func at(chunks [][]byte, c, off, n uint32) string {
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(chunks[c])), off)), n)
 }
 
 func (a *arena) strs(s string) string {

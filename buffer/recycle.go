@@ -23,13 +23,13 @@ type recycler struct {
 	chunks  [][]byte
 	entries [][]exporter.Entry
 	metas   [][]exporter.LabelPair
+	qents   [][]qentry
 	indexes []map[string]int
 
-	// For refill, read without mu: len(chunks) and len(entries) as of the
-	// last change, the entries of the longest stream of the last batch
-	// sealed, whether a refill is under way, when a batch last came back
-	// (unix ns), and whether that was more than starveAfter before the
-	// last batch opened.
+	// For refill, read without mu: len(chunks) and len(qents) as of the
+	// last change, the entries of the last batch sealed, whether a refill
+	// is under way, when a batch last came back (unix ns), and whether
+	// that was more than starveAfter before the last batch opened.
 	nChunks, nEntries atomic.Int32
 	hint              atomic.Int32
 	refilling         atomic.Bool
@@ -74,7 +74,7 @@ func take[T any](r *recycler, list *[]T) T {
 // Callers hold r.mu.
 func (r *recycler) count() {
 	r.nChunks.Store(int32(len(r.chunks)))
-	r.nEntries.Store(int32(len(r.entries)))
+	r.nEntries.Store(int32(len(r.qents)))
 }
 
 // chunk returns an empty arena chunk of chunkSize bytes.
@@ -89,13 +89,17 @@ func (r *recycler) chunk() []byte {
 // is kept).
 func (r *recycler) entrySlice() []exporter.Entry { return take(r, &r.entries) }
 
+// qentSlice returns an empty slice for a batch's entries (nil when none is
+// kept).
+func (r *recycler) qentSlice() []qentry { return take(r, &r.qents) }
+
 // Refill bounds: chunks and entry slices kept ready, and the largest
-// entry slice made ahead (320 KB).
+// entry slice made ahead (256 KB).
 const (
 	spareChunks     = 2
 	spareEntries    = 1
 	maxHintEntries  = 8192
-	hintEntriesMult = 2 // a stream that had n entries gets room for 2n
+	hintEntriesMult = 2 // a batch that had n entries gets room for 2n
 )
 
 // low reports whether nothing comes back and the next batches may have to
@@ -105,10 +109,10 @@ func (r *recycler) low() bool {
 	return r.starving.Load() && (r.nChunks.Load() < spareChunks || r.nEntries.Load() < spareEntries)
 }
 
-// sealed notes the entries of the longest stream of a batch just sealed,
-// the size refill gives the entry slices it makes.
-func (r *recycler) sealed(longest int) {
-	r.hint.Store(int32(min(max(longest*hintEntriesMult, minRecycledEntries), maxHintEntries)))
+// sealed notes the entries of a batch just sealed, the size refill gives
+// the entry slices it makes.
+func (r *recycler) sealed(n int) {
+	r.hint.Store(int32(min(max(n*hintEntriesMult, minRecycledEntries), maxHintEntries)))
 }
 
 // opened notes that a batch opened at now (once a batch: the time is the
@@ -136,9 +140,9 @@ func (r *recycler) refill() {
 	for i := range max(spareChunks-int(r.nChunks.Load()), 0) {
 		chunks[i] = make([]byte, 0, chunkSize)
 	}
-	var entries []exporter.Entry
+	var entries []qentry
 	if r.nEntries.Load() < spareEntries {
-		entries = make([]exporter.Entry, 0, max(r.hint.Load(), minRecycledEntries))
+		entries = make([]qentry, 0, max(r.hint.Load(), minRecycledEntries))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -147,8 +151,8 @@ func (r *recycler) refill() {
 			r.chunks = append(r.chunks, c)
 		}
 	}
-	if entries != nil && len(r.entries) < recycleSlices {
-		r.entries = append(r.entries, entries)
+	if entries != nil && len(r.qents) < recycleSlices {
+		r.qents = append(r.qents, entries)
 	}
 	r.count()
 }
@@ -193,13 +197,17 @@ func (r *recycler) put(s *sealed) {
 	if index != nil {
 		clear(index)
 	}
+	qents := s.qents // no pointers: nothing to clear
+	if cap(qents) < minRecycledEntries {
+		qents = nil
+	}
 	chunks := s.chunks
-	s.chunks, s.metas, s.index = nil, nil, nil
+	s.chunks, s.metas, s.index, s.qents = nil, nil, nil, nil
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range chunks {
-		if len(r.chunks) < recycleChunks {
+		if len(r.chunks) < recycleChunks && cap(c) == chunkSize { // not a big line's own
 			r.chunks = append(r.chunks, c)
 		}
 	}
@@ -210,6 +218,9 @@ func (r *recycler) put(s *sealed) {
 	}
 	if metas != nil && len(r.metas) < recycleSlices {
 		r.metas = append(r.metas, metas[:0])
+	}
+	if qents != nil && len(r.qents) < recycleSlices {
+		r.qents = append(r.qents, qents[:0])
 	}
 	if index != nil && len(r.indexes) < recycleSlices {
 		r.indexes = append(r.indexes, index)

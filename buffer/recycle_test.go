@@ -211,7 +211,7 @@ func flushAndShutdown(t *testing.T, b *Buffer) {
 // TestMemoryMadeAheadWhileNothingReturns checks that when nothing comes
 // back to the recycler for a while (Loki never answers, memory fills up),
 // Add makes the next batches' chunks and entry slices after it released
-// the buffer's lock, sized after the streams sealed so far: an Add under
+// the buffer's lock, sized after the batches sealed so far: an Add under
 // the lock then finds them ready instead of allocating there. While
 // batches do come back, it makes nothing ahead (they bring their memory).
 func TestMemoryMadeAheadWhileNothingReturns(t *testing.T) {
@@ -239,11 +239,11 @@ func TestMemoryMadeAheadWhileNothingReturns(t *testing.T) {
 				2*starveAfter, rc.nChunks.Load(), rc.nEntries.Load(), spareChunks, spareEntries)
 		}
 		// A batch of 16 KiB holds 141 entries of 116 bytes; the slices made
-		// ahead have room for twice the longest stream sealed.
+		// ahead have room for twice the entries of the last batch sealed.
 		rc.mu.Lock()
-		if n := len(rc.entries); n != spareEntries {
+		if n := len(rc.qents); n != spareEntries {
 			t.Errorf("%d entry slices kept, want %d", n, spareEntries)
-		} else if c := cap(rc.entries[0]); c < 2*140 || c > 2*142+8 {
+		} else if c := cap(rc.qents[0]); c < 2*140 || c > 2*142+8 {
 			t.Errorf("entry slice made ahead has room for %d entries, want about %d", c, 2*141)
 		}
 		for _, c := range rc.chunks {

@@ -119,7 +119,7 @@ func (b *Buffer) spillOne(final bool) (done bool, err error) {
 	if n := it.size + len(it.batch.Tenant) + 64; cap(b.spillBuf) < n {
 		b.spillBuf = make([]byte, 0, n)
 	}
-	b.spillBuf, err = spool.AppendBatchFrame(b.spillBuf[:0], it.batch, it.n, it.created.UnixNano())
+	b.spillBuf, err = spool.AppendBatchFrame(b.spillBuf[:0], b.build(it), it.n, it.created.UnixNano())
 	if err == nil {
 		// Encoding and writing a batch are each up to a few hundred
 		// microseconds of CPU; let a logging goroutine waiting for this P

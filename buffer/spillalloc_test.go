@@ -26,10 +26,15 @@ func TestFirstSpillAllocatesOneBuffer(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.mu.Lock()
-		inFlight := b.inflight != nil
+		s := b.inflight
 		b.mu.Unlock()
-		if inFlight {
-			break
+		if s != nil {
+			s.buildMu.Lock()
+			built := s.built // the worker builds its entries before it exports
+			s.buildMu.Unlock()
+			if built {
+				break
+			}
 		}
 		if i > 10*batchSize/len(line) {
 			t.Fatal("no batch went in flight")
