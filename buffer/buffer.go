@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -28,7 +29,8 @@ var ErrClosed = errors.New("buffer: closed")
 var ErrFull = errors.New("buffer: memory full")
 
 // ErrTooLarge is returned by [Buffer.Add] for an entry bigger than the
-// memory bound itself; it is counted with [ReasonTooLarge].
+// memory bound itself, or with a line of 4 GiB or more; it is counted with
+// [ReasonTooLarge].
 var ErrTooLarge = errors.New("buffer: entry larger than the memory bound")
 
 // Drop reasons, the keys of [Stats].Dropped.
@@ -557,7 +559,7 @@ again:
 	if !ok {
 		extra += len(labels)
 	}
-	if extra+structs > b.cfg.MaxBufferBytes && !marked {
+	if (extra+structs > b.cfg.MaxBufferBytes || uint64(len(line)) > maxLine) && !marked {
 		b.mu.Unlock()
 		b.drop(ReasonTooLarge, 1)
 		return ErrTooLarge
@@ -1666,6 +1668,7 @@ type arena struct {
 const (
 	chunkSize = 64 << 10
 	bigLine   = chunkSize / 8
+	maxLine   = math.MaxUint32 // a qentry's n
 )
 
 // put copies p into the arena and returns where: chunk c at off.

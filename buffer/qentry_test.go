@@ -2,10 +2,13 @@ package buffer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // BenchmarkGCFullBuffer measures one garbage collection (runtime.GC, an
@@ -46,5 +49,32 @@ func BenchmarkGCFullBuffer(b *testing.B) {
 	defer cancel()
 	if err := buf.Shutdown(ctx); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// TestLineTooLongToIndex checks that a line of 4 GiB, more than a queued
+// entry can index, is refused as too large and counted, even when the
+// memory bound would let it in. The line is a slice header over one byte:
+// Add must refuse it before reading it.
+func TestLineTooLongToIndex(t *testing.T) {
+	if strconv.IntSize < 64 {
+		t.Skip("a 4 GiB slice length needs a 64-bit int")
+	}
+	r := &recorder{}
+	b := mustNew(t, Config{Exporter: r, MaxBufferBytes: 5 << 30})
+	var x byte
+	huge := unsafe.Slice(&x, uint64(maxLine)+1)
+	if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), huge, nil); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Add of a 4 GiB line: %v, want ErrTooLarge", err)
+	}
+	if got := b.Stats().Dropped[ReasonTooLarge]; got != 1 {
+		t.Errorf("dropped as too large: %d, want 1", got)
+	}
+	if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), []byte("fits"), nil); err != nil {
+		t.Errorf("Add after it: %v", err)
+	}
+	flushAndShutdown(t, b)
+	if got := r.lines(); len(got) != 1 || len(got[`|{a="b"}`]) != 1 || got[`|{a="b"}`][0] != "fits" {
+		t.Errorf("exported %q, want the one line that fits", got)
 	}
 }
