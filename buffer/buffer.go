@@ -1668,8 +1668,11 @@ type arena struct {
 const (
 	chunkSize = 64 << 10
 	bigLine   = chunkSize / 8
-	maxLine   = math.MaxUint32 // a qentry's n
 )
+
+// maxLine is the longest line a qentry can index (its n); a variable so
+// that a test can lower it.
+var maxLine uint64 = math.MaxUint32
 
 // put copies p into the arena and returns where: chunk c at off.
 func (a *arena) put(p []byte) (c, off uint32) {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -52,29 +52,32 @@ func BenchmarkGCFullBuffer(b *testing.B) {
 	}
 }
 
-// TestLineTooLongToIndex checks that a line of 4 GiB, more than a queued
-// entry can index, is refused as too large and counted, even when the
-// memory bound would let it in. The line is a slice header over one byte:
-// Add must refuse it before reading it.
+// TestLineTooLongToIndex checks that a line longer than a queued entry
+// can index (4 GiB) is refused as too large and counted, even when the
+// memory bound would let it in: with the limit lowered to 100 bytes, as a
+// 4 GiB line cannot be made here. The limit is the largest value of the
+// entry's length field.
 func TestLineTooLongToIndex(t *testing.T) {
-	if strconv.IntSize < 64 {
-		t.Skip("a 4 GiB slice length needs a 64-bit int")
+	var e qentry
+	if got := uint64(1)<<(8*unsafe.Sizeof(e.n)) - 1; maxLine != got {
+		t.Fatalf("maxLine %d, want %d: the largest length a qentry holds", maxLine, got)
 	}
+	defer func(m uint64) { maxLine = m }(maxLine)
+	maxLine = 100
+
 	r := &recorder{}
-	b := mustNew(t, Config{Exporter: r, MaxBufferBytes: 5 << 30})
-	var x byte
-	huge := unsafe.Slice(&x, uint64(maxLine)+1)
-	if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), huge, nil); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("Add of a 4 GiB line: %v, want ErrTooLarge", err)
+	b := mustNew(t, Config{Exporter: r, MaxBufferBytes: 1 << 20})
+	if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), []byte(strings.Repeat("x", 101)), nil); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Add of a line over the limit: %v, want ErrTooLarge", err)
 	}
 	if got := b.Stats().Dropped[ReasonTooLarge]; got != 1 {
 		t.Errorf("dropped as too large: %d, want 1", got)
 	}
-	if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), []byte("fits"), nil); err != nil {
-		t.Errorf("Add after it: %v", err)
+	if err := b.Add("", `{a="b"}`, time.Now().UnixNano(), []byte(strings.Repeat("y", 100)), nil); err != nil {
+		t.Errorf("Add of a line at the limit: %v", err)
 	}
 	flushAndShutdown(t, b)
-	if got := r.lines(); len(got) != 1 || len(got[`|{a="b"}`]) != 1 || got[`|{a="b"}`][0] != "fits" {
-		t.Errorf("exported %q, want the one line that fits", got)
+	if got := r.lines(); len(got) != 1 || len(got[`|{a="b"}`]) != 1 || got[`|{a="b"}`][0] != strings.Repeat("y", 100) {
+		t.Errorf("exported %q, want the one line at the limit", got)
 	}
 }
