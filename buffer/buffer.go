@@ -646,8 +646,8 @@ again:
 	spill := b.sp != nil && (sealedOne && b.spoolActive || b.bytes > b.cfg.MaxBufferBytes/4*3)
 	b.enqueued++
 	b.mu.Unlock()
-	if b.recycle.low() {
-		b.recycle.refill()
+	if b.recycle.low() && b.recycle.refilling.CompareAndSwap(false, true) {
+		go b.recycle.refill() // lives for two allocations
 	}
 	if sealedOne || newBatch {
 		b.signal()

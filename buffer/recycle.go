@@ -124,18 +124,30 @@ func (r *recycler) opened(now time.Time) {
 	}
 }
 
-// refill allocates chunks and an entry slice up to the spare counts, on
-// the caller's goroutine and outside Buffer.mu: when nothing comes back
-// (Loki down in memory-only mode, the buffer filling up) every new batch
-// needs fresh memory, and making it under the buffer's lock, zeroed and
-// page-faulted in and now and then paying for the garbage collector's
-// marking, made the other logging goroutines wait. One refill runs at a
-// time; the others go on.
+// refill allocates chunks and an entry slice up to the spare counts, on a
+// goroutine of its own that Add starts after setting refilling (one at a
+// time): when nothing comes back (Loki down in memory-only mode, the
+// buffer filling up) every new batch needs fresh memory. Made under the
+// buffer's lock, zeroed and page-faulted in and now and then paying for
+// the garbage collector's marking, it made the other logging goroutines
+// wait; made on the logging goroutine after the lock, a 64 KiB chunk is
+// where the runtime checks whether to start a collection (every large
+// allocation does), and the goroutine that starts one waits out its
+// stop-the-world pause inside Handle.
 func (r *recycler) refill() {
-	if !r.refilling.CompareAndSwap(false, true) {
-		return
+	for {
+		r.fill()
+		r.refilling.Store(false)
+		// An Add that took memory while this one filled saw refilling
+		// set and started none: look again.
+		if !r.low() || !r.refilling.CompareAndSwap(false, true) {
+			return
+		}
 	}
-	defer r.refilling.Store(false)
+}
+
+// fill makes what refill makes, once.
+func (r *recycler) fill() {
 	var chunks [spareChunks][]byte
 	for i := range max(spareChunks-int(r.nChunks.Load()), 0) {
 		chunks[i] = make([]byte, 0, chunkSize)

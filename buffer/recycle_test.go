@@ -210,10 +210,11 @@ func flushAndShutdown(t *testing.T, b *Buffer) {
 
 // TestMemoryMadeAheadWhileNothingReturns checks that when nothing comes
 // back to the recycler for a while (Loki never answers, memory fills up),
-// Add makes the next batches' chunks and entry slices after it released
-// the buffer's lock, sized after the batches sealed so far: an Add under
-// the lock then finds them ready instead of allocating there. While
-// batches do come back, it makes nothing ahead (they bring their memory).
+// Add has the next batches' chunks and entry slices made on a goroutine of
+// their own, sized after the batches sealed so far: an Add under the lock
+// then finds them ready instead of allocating there, and no logging
+// goroutine makes them. While batches do come back, nothing is made ahead
+// (they bring their memory).
 func TestMemoryMadeAheadWhileNothingReturns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{gate: make(chan struct{})} // Loki does not answer until the end
@@ -229,11 +230,13 @@ func TestMemoryMadeAheadWhileNothingReturns(t *testing.T) {
 		}
 		rc := &b.recycle
 		add(1000) // 116 bytes an entry: about 7 batches
+		synctest.Wait()
 		if n := rc.nChunks.Load() + rc.nEntries.Load(); n != 0 {
 			t.Fatalf("%d chunks and entry slices made ahead right after start, want none yet", n)
 		}
 		time.Sleep(2 * starveAfter) // nothing came back meanwhile
 		add(1000)
+		synctest.Wait() // the refill goroutine is done
 		if rc.nChunks.Load() < spareChunks || rc.nEntries.Load() < spareEntries {
 			t.Fatalf("nothing came back for %v: the recycler holds %d chunks and %d entry slices, want %d and %d ready",
 				2*starveAfter, rc.nChunks.Load(), rc.nEntries.Load(), spareChunks, spareEntries)
