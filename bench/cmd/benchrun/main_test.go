@@ -87,7 +87,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: no steady result", name)
 			continue
 		}
-		if runs := r.SteadyAll[name]; len(runs) != o.steadyRounds || runs[medianRound(runs)].OutageMaxCall != x.OutageMaxCall {
+		if runs := r.SteadyAll[name]; len(runs) != o.steadyRounds || runs[medianRound(runs)].OutageHandle.Max != x.OutageHandle.Max {
 			t.Errorf("%s: %d steady runs (want %d), the reported one not their median", name, len(runs), o.steadyRounds)
 		}
 		if x.Records != x.Scheduled || x.Scheduled != steadyRecords(o) || x.Capped {
@@ -96,12 +96,19 @@ func TestSmoke(t *testing.T) {
 		if x.OutageAt <= 0 || x.OutageAt >= o.steady || x.OutageCalls == 0 {
 			t.Errorf("%s steady: outage window at %v, %d calls in it", name, x.OutageAt, x.OutageCalls)
 		}
-		if x.MaxCall <= 0 || x.P999 > x.P9999 || x.P9999 > x.MaxCall || x.OutageMaxCall > x.MaxCall {
-			t.Errorf("%s steady: inconsistent call times: max %v, outage max %v, p99.9 %v, p99.99 %v", name, x.MaxCall, x.OutageMaxCall, x.P999, x.P9999)
+		if x.MaxCall <= 0 || x.P999 > x.P9999 || x.P9999 > x.MaxCall || x.OutageCall.Max > x.MaxCall {
+			t.Errorf("%s steady: inconsistent call times: max %v, outage max %v, p99.9 %v, p99.99 %v", name, x.MaxCall, x.OutageCall.Max, x.P999, x.P9999)
 		}
-		if (x.OutageGCCycles > 0) != (x.OutageGCPauseMax > 0) || (x.OutageMaxCallGC > 0) != (x.OutageMaxCallPause > 0) {
-			t.Errorf("%s steady: GC figures disagree: %d cycles in the window, longest pause %v; slowest call's cycle ended %v after it, pause %v",
-				name, x.OutageGCCycles, x.OutageGCPauseMax, x.OutageMaxCallGC, x.OutageMaxCallPause)
+		// A handler part is part of a call: never slower than the slowest
+		// call, nor over 1 ms more often.
+		if h, c := x.OutageHandle, x.OutageCall; h.Max <= 0 || h.Max > c.Max || h.Over1ms > c.Over1ms {
+			t.Errorf("%s steady: handler parts during the outage (slowest %v, %d > 1 ms) against whole calls (%v, %d)", name, h.Max, h.Over1ms, c.Max, c.Over1ms)
+		}
+		for _, c := range []slowestCalls{x.OutageCall, x.OutageHandle} {
+			if (x.OutageGCCycles > 0) != (x.OutageGCPauseMax > 0) || (c.GC > 0) != (c.Pause > 0) {
+				t.Errorf("%s steady: GC figures disagree: %d cycles in the window, longest pause %v; slowest call's cycle ended %v after it, pause %v",
+					name, x.OutageGCCycles, x.OutageGCPauseMax, c.GC, c.Pause)
+			}
 		}
 	}
 	if st := r.Machine.Stalls; st == nil || st.Probed < o.stallProbe || st.Longest <= 0 {
@@ -155,14 +162,14 @@ func TestDurHist(t *testing.T) {
 	}
 }
 
-// TestMedianRound picks the run with the median slowest call during the
+// TestMedianRound picks the run with the median slowest Handle during the
 // outage, the higher middle one of an even count; equal ones keep their order.
 func TestMedianRound(t *testing.T) {
 	ms := func(d ...int) []steadyResult {
 		var out []steadyResult
 		for _, v := range d {
 			var x steadyResult
-			x.OutageMaxCall = time.Duration(v) * time.Millisecond
+			x.OutageHandle.Max = time.Duration(v) * time.Millisecond
 			out = append(out, x)
 		}
 		return out

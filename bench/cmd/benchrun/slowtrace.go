@@ -10,8 +10,9 @@ import (
 )
 
 // slowTracer keeps the last seconds of an execution trace in memory (the
-// runtime's flight recorder) and writes them to a file when a logging call
-// is the slowest so far and over a millisecond, so that what the call waited
+// runtime's flight recorder) and writes them to a file when a logging
+// call's handler part (Enabled and Handle, the target's figure) is the
+// slowest so far and over a millisecond, so that what the call waited
 // for (a lock, the GC, the scheduler, a system call) can be read with
 // go tool trace. It runs with -profile in the steady run only; writing a
 // snapshot takes the writer a few milliseconds, and the file is rewritten
@@ -42,8 +43,8 @@ func startSlowTracer(path string) (*slowTracer, error) {
 	return s, nil
 }
 
-// observe is called after every logging call with its duration and
-// whether it overlapped the outage.
+// observe is called after every logging call with its handler part's
+// duration and whether that overlapped the outage.
 func (s *slowTracer) observe(d time.Duration, outage bool) {
 	if s == nil || d < time.Millisecond {
 		return

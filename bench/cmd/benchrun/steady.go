@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"math"
 	"math/bits"
 	"os"
@@ -44,27 +45,22 @@ type steadyResult struct {
 	MaxCallAt time.Duration `json:"max_call_at"`
 	// MaxLag is how late, at most, a record was logged after its due time.
 	MaxLag time.Duration `json:"max_lag"`
-	// OutageMaxCall is the slowest call that overlapped the outage
-	// window (for contestants without a receiver, the same window with no
-	// outage); OutageCalls and OutageCallsOver1ms count those calls.
-	OutageMaxCall time.Duration `json:"outage_max_call"`
-	// OutageMaxCallGC is how long after the slowest outage call began a
-	// garbage collection cycle of the child ended, when one ended within
-	// gcWindow of it (0: none did). A cycle that started in the call (the
-	// allocating goroutine starts it and waits for its first
-	// stop-the-world) ends a few milliseconds later.
-	OutageMaxCallGC time.Duration `json:"outage_max_call_gc,omitempty"`
-	// OutageMaxCallPause is that cycle's stop-the-world pauses, together
-	// (MemStats.PauseNs): the part of the call during which no goroutine
-	// of the child ran, whatever the handler.
-	OutageMaxCallPause time.Duration `json:"outage_max_call_pause,omitempty"`
+	// OutageHandle is the slowest handler part (Enabled and Handle, the
+	// record already built) of the calls that overlapped the outage window
+	// (for contestants without a receiver, the same window with no
+	// outage): the target's figure. OutageCall is the slowest whole call,
+	// the record built as logger.Info builds it (slog.NewRecord and its
+	// attributes: what allocates, and may start a collection cycle whose
+	// stop-the-world pause the call then waits out, whatever the handler)
+	// and then the handler part.
+	OutageHandle slowestCalls `json:"outage_handle"`
+	OutageCall   slowestCalls `json:"outage_call"`
 	// OutageGCCycles is how many garbage collection cycles ended in the
 	// outage window, and OutageGCPauseMax the longest of their
 	// stop-the-world pauses.
-	OutageGCCycles     int           `json:"outage_gc_cycles"`
-	OutageGCPauseMax   time.Duration `json:"outage_gc_pause_max,omitempty"`
-	OutageCalls        uint64        `json:"outage_calls"`
-	OutageCallsOver1ms uint64        `json:"outage_calls_over_1ms"`
+	OutageGCCycles   int           `json:"outage_gc_cycles"`
+	OutageGCPauseMax time.Duration `json:"outage_gc_pause_max,omitempty"`
+	OutageCalls      uint64        `json:"outage_calls"`
 	// P999 and P9999 are the 99.9th and 99.99th percentiles of the call
 	// durations (upper bounds of a histogram with 1.6 % wide buckets).
 	P999  time.Duration `json:"p99_9"`
@@ -77,6 +73,42 @@ type steadyResult struct {
 	// the driver stopped waiting for them, Cap + 2 s after the start;
 	// each counts in MaxCall as long as it had run then.
 	StuckCalls int `json:"stuck_calls,omitempty"`
+}
+
+// slowestCalls is the slowest of the timed calls (or of their handler parts)
+// that overlapped the outage window, and how many of them took over 1 ms.
+type slowestCalls struct {
+	Max time.Duration `json:"max"`
+	// GC is how long after the slowest one began a garbage collection
+	// cycle of the child ended, when one ended within gcWindow of it (0:
+	// none did). A cycle that started in the call (the allocating
+	// goroutine starts it and waits for its first stop-the-world) ends a
+	// few milliseconds later.
+	GC time.Duration `json:"gc,omitempty"`
+	// Pause is that cycle's stop-the-world pauses, together
+	// (MemStats.PauseNs): the part of the call during which no goroutine
+	// of the child ran, whatever the handler.
+	Pause   time.Duration `json:"pause,omitempty"`
+	Over1ms uint64        `json:"over_1ms"`
+	at      time.Time     // when the slowest began
+}
+
+// add counts a call of d that began at t.
+func (c *slowestCalls) add(d time.Duration, t time.Time) {
+	if d > c.Max {
+		c.Max, c.at = d, t
+	}
+	if d > time.Millisecond {
+		c.Over1ms++
+	}
+}
+
+// merge adds o's calls to c's.
+func (c *slowestCalls) merge(o *slowestCalls) {
+	if o.Max > c.Max {
+		c.Max, c.at = o.Max, o.at
+	}
+	c.Over1ms += o.Over1ms
 }
 
 // gcWindow is how long after a call began the end of a garbage collection
@@ -202,10 +234,11 @@ type steadyWorker struct {
 	mu                 sync.Mutex
 	logged             uint64
 	hist               durHist
-	max, outMax        time.Duration
-	maxAt, outMaxAt    time.Time
+	max                time.Duration
+	maxAt              time.Time
 	over1ms, over100us uint64
-	outCalls, outOver1 uint64
+	outCalls           uint64
+	out, outH          slowestCalls // during the outage: whole calls, handler parts
 	maxLag             time.Duration
 	lastEnd            time.Time
 	inCall             atomic.Int64 // start of the call in progress (unix ns), or 0
@@ -235,7 +268,10 @@ func childSteady(o *options) error {
 	if err != nil {
 		return err
 	}
-	logger := workload.NewLogger(inst.Handler)
+	// Each call does what logger.Info does (the caller's pc aside: no
+	// contestant adds the source) with the handler part timed on its own.
+	h := workload.NewLogger(inst.Handler).Handler()
+	ctx := context.Background()
 	var slow *slowTracer
 	if o.profile != "" {
 		stop, err := startProfiles(o.profile)
@@ -301,13 +337,18 @@ func childSteady(o *options) error {
 				id := workload.RequestID(seq)
 				t = time.Now()
 				w.inCall.Store(t.UnixNano())
-				workload.Log(logger, id)
+				r := workload.Record(id)
+				th := time.Now()
+				if h.Enabled(ctx, slog.LevelInfo) {
+					_ = h.Handle(ctx, r) // as logger.Info does, the error dropped
+				}
 				end := time.Now()
 				w.inCall.Store(0)
-				d := end.Sub(t)
+				d, dh := end.Sub(t), end.Sub(th)
 				ws := outageStart.Load()
 				during := ws != 0 && t.UnixNano() < ws+outNs && end.UnixNano() >= ws
-				slow.observe(d, during)
+				duringH := ws != 0 && th.UnixNano() < ws+outNs && end.UnixNano() >= ws
+				slow.observe(dh, duringH)
 
 				w.mu.Lock()
 				w.logged++
@@ -325,12 +366,10 @@ func childSteady(o *options) error {
 				}
 				if during {
 					w.outCalls++
-					if d > w.outMax {
-						w.outMax, w.outMaxAt = d, t
-					}
-					if d > time.Millisecond {
-						w.outOver1++
-					}
+					w.out.add(d, t)
+				}
+				if duringH {
+					w.outH.add(dh, th)
 				}
 				w.mu.Unlock()
 			}
@@ -347,10 +386,9 @@ func childSteady(o *options) error {
 
 	// Collect what the workers measured.
 	var (
-		hist     durHist
-		lastEnd  time.Time
-		outMaxAt time.Time
-		now      = time.Now()
+		hist    durHist
+		lastEnd time.Time
+		now     = time.Now()
 	)
 	for _, w := range workers {
 		w.mu.Lock()
@@ -361,11 +399,9 @@ func childSteady(o *options) error {
 		}
 		res.CallsOver1ms += w.over1ms
 		res.CallsOver100us += w.over100us
-		if w.outMax > res.OutageMaxCall {
-			res.OutageMaxCall, outMaxAt = w.outMax, w.outMaxAt
-		}
+		res.OutageCall.merge(&w.out)
+		res.OutageHandle.merge(&w.outH)
 		res.OutageCalls += w.outCalls
-		res.OutageCallsOver1ms += w.outOver1
 		res.MaxLag = max(res.MaxLag, w.maxLag)
 		if w.lastEnd.After(lastEnd) {
 			lastEnd = w.lastEnd
@@ -382,18 +418,21 @@ func childSteady(o *options) error {
 			res.CallsOver100us++
 			lastEnd = now
 			if ws := outageStart.Load(); ws != 0 && ns < ws+outNs {
-				res.OutageMaxCall = max(res.OutageMaxCall, d)
+				// Whether it is stuck in the handler or before: both.
+				res.OutageCall.add(d, time.Unix(0, ns))
+				res.OutageHandle.add(d, time.Unix(0, ns))
 				res.OutageCalls++
-				res.OutageCallsOver1ms++
 			}
 		}
 	}
 	res.Capped = capped.Load() || res.StuckCalls > 0
-	if ws := outageStart.Load(); ws != 0 || !outMaxAt.IsZero() {
+	if ws := outageStart.Load(); ws != 0 || !res.OutageCall.at.IsZero() || !res.OutageHandle.at.IsZero() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms) // stops the world once, after the logging
-		if !outMaxAt.IsZero() {
-			res.OutageMaxCallGC, res.OutageMaxCallPause = gcEndAfter(&ms, outMaxAt, gcWindow)
+		for _, c := range []*slowestCalls{&res.OutageCall, &res.OutageHandle} {
+			if !c.at.IsZero() {
+				c.GC, c.Pause = gcEndAfter(&ms, c.at, gcWindow)
+			}
 		}
 		if ws != 0 {
 			res.OutageGCCycles, res.OutageGCPauseMax = gcPausesIn(&ms, time.Unix(0, ws), time.Unix(0, ws+outNs))
@@ -476,9 +515,9 @@ func (p *parent) steadyRun(c contest.Contestant, round int) {
 		p.fail("steady run %s (round %d): %v", c.Name, round+1, err)
 		return
 	}
-	logf("steady %-18s round %d: logged %d/%d in %v (behind by at most %v%s); slowest call %v at %v (during the outage, from %v: %v), %d calls > 1ms, p99.9 %v, p99.99 %v; delivered %d (%s), cpu %v",
+	logf("steady %-18s round %d: logged %d/%d in %v (behind by at most %v%s); slowest call %v at %v (during the outage, from %v: %v, its Handle %v), %d calls > 1ms, p99.9 %v, p99.99 %v; delivered %d (%s), cpu %v",
 		c.Name, round+1, r.Records, r.Scheduled, r.LoggingTime.Round(time.Millisecond), r.MaxLag.Round(time.Microsecond), cappedNote(r),
-		r.MaxCall, r.MaxCallAt.Round(time.Millisecond), r.OutageAt.Round(time.Millisecond), r.OutageMaxCall, r.CallsOver1ms, r.P999, r.P9999, r.Delivered, r.Ended, cs.CPU.Round(time.Millisecond))
+		r.MaxCall, r.MaxCallAt.Round(time.Millisecond), r.OutageAt.Round(time.Millisecond), r.OutageCall.Max, r.OutageHandle.Max, r.CallsOver1ms, r.P999, r.P9999, r.Delivered, r.Ended, cs.CPU.Round(time.Millisecond))
 	if r.Lokislog != nil {
 		logf("  lokislog stats: enqueued %d exported %d spilled %d replayed %d dropped %v requests %d retries %d",
 			r.Lokislog.Enqueued, r.Lokislog.Exported, r.Lokislog.Spilled, r.Lokislog.Replayed, r.Lokislog.Dropped,
@@ -498,8 +537,9 @@ func (p *parent) steadyMedians() {
 	}
 }
 
-// medianRound returns the index of the round with the median slowest call
-// during the outage; -1 when there is none.
+// medianRound returns the index of the round with the median slowest
+// handler part during the outage (the target's figure); -1 when there is
+// none.
 func medianRound(runs []steadyResult) int {
 	if len(runs) == 0 {
 		return -1
@@ -508,7 +548,7 @@ func medianRound(runs []steadyResult) int {
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(runs[a].OutageMaxCall, runs[b].OutageMaxCall) })
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(runs[a].OutageHandle.Max, runs[b].OutageHandle.Max) })
 	return idx[len(idx)/2]
 }
 
