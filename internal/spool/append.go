@@ -283,6 +283,14 @@ func (s *Spool) roll() {
 func (s *Spool) create(frameLen int64) error {
 	num := s.next
 	s.next++ // never reuse a number, even after a failure
+	if s.pr != nil {
+		// Never a segment prepared before this one after it.
+		s.pr.minNum = num + 1
+		if p := s.pr.ready; p != nil {
+			s.pr.ready = nil
+			s.dropPrepared(p)
+		}
+	}
 	name := s.path(segmentName(num))
 	if s.useMmap() {
 		ok, err := s.createMapped(num, name, max(s.o.SegmentSize, headerSize+frameLen))
@@ -295,7 +303,7 @@ func (s *Spool) create(frameLen int64) error {
 		return fmt.Errorf("create segment %d: %w", num, err)
 	}
 	var hdr [headerSize]byte
-	putHeader(hdr[:], num, time.Now().UnixNano())
+	putHeader(hdr[:], num, time.Now().UnixNano(), 0)
 	n, err := f.Write(hdr[:])
 	if err == nil && n != headerSize {
 		err = io.ErrShortWrite

@@ -19,7 +19,7 @@ const (
 	cMaxRec  = 1000
 	cPayload = 50
 	cRecords = 9
-	cMiddle  = 2
+	cMiddle  = 2 // the second segment (its number may be higher: segNums)
 	cNewest  = 3
 )
 
@@ -97,7 +97,7 @@ func TestCorruptionTable(t *testing.T) {
 			middle: recovered{ids: without(3, 4, 5), corrupt: 1, corruptBytes: cSegSize},
 		},
 		"wrong segment number": {
-			mutate: func(b []byte) []byte { putHeader(b, 77, 0); return b },
+			mutate: func(b []byte) []byte { putHeader(b, 77, 0, 0); return b },
 			newest: recovered{ids: without(6, 7, 8), corrupt: 1, corruptBytes: cSegSize},
 			middle: recovered{ids: without(3, 4, 5), corrupt: 1, corruptBytes: cSegSize},
 		},
@@ -155,9 +155,10 @@ func TestCorruptionTable(t *testing.T) {
 				if st := s.Stats(); st.Segments != 3 || st.Bytes != 3*cSegSize {
 					t.Fatalf("layout: %+v", st)
 				}
+				nums := segNums(s)
 				s.Close()
 
-				path := filepath.Join(dir, segmentName(where.seg))
+				path := filepath.Join(dir, segmentName(nums[where.seg-1]))
 				b, err := os.ReadFile(path)
 				if err != nil {
 					t.Fatal(err)

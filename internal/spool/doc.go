@@ -97,7 +97,10 @@
 // and the segment is cut to its valid records, which are still delivered
 // (or, with a bad header, the file is renamed and nothing of it is
 // delivered). The cursor file then says which records of the oldest
-// segment were already acknowledged.
+// segment were already acknowledged. A segment prepared ahead by the mmap
+// writer and never taken (its header flagged "prepared", zeros after it)
+// held no record: Open removes it wherever it is, and the newest segment
+// is the last one before those at the end.
 //
 // # Concurrency
 //

@@ -18,7 +18,8 @@ import (
 //
 //	0  magic   "LKSG"
 //	4  version u8 (1)
-//	5  reserved [3]byte, zero
+//	5  flags u8: 1 = prepared ahead, not taken by the writer yet (no record)
+//	6  reserved [2]byte, zero
 //	8  segment number u64 (equals the file name's number)
 //	16 creation time i64, Unix nanoseconds
 //	24 reserved u32, zero
@@ -74,11 +75,18 @@ func parseSegmentName(name string) (uint64, bool) {
 	return n, err == nil
 }
 
-func putHeader(b []byte, num uint64, created int64) {
+// headerPrepared, in a header's byte 5, marks a segment prepared ahead
+// that the writer has not taken yet: it holds no record (the writer clears
+// the flag before its first). Open removes such a segment wherever it is
+// when nothing but zeros follows its header.
+const headerPrepared = 1
+
+// putHeader writes segment num's header into b, with flags in byte 5.
+func putHeader(b []byte, num uint64, created int64, flags byte) {
 	_ = b[headerSize-1]
 	copy(b[0:4], segmentMagic[:])
 	b[4] = formatVersion
-	b[5], b[6], b[7] = 0, 0, 0
+	b[5], b[6], b[7] = flags, 0, 0
 	binary.LittleEndian.PutUint64(b[8:], num)
 	binary.LittleEndian.PutUint64(b[16:], uint64(created))
 	binary.LittleEndian.PutUint32(b[24:], 0)
@@ -194,6 +202,7 @@ func (d damage) String() string {
 // scanResult is what scanSegment learned about one segment file.
 type scanResult struct {
 	headerOK bool
+	prepared bool  // the header has headerPrepared
 	validEnd int64 // offset after the last valid frame (0 when the header is bad)
 	records  int64 // valid records
 	entries  int64
@@ -208,6 +217,12 @@ type scanResult struct {
 	offsetEntries  int64
 	offsetTS       int64 // timestamp of the record starting at the cursor offset
 	offsetBeyondOK bool  // the cursor offset is beyond validEnd
+}
+
+// givenUp reports whether the segment was prepared ahead and never taken
+// by the writer: its header flagged headerPrepared, zeros after it.
+func (r *scanResult) givenUp() bool {
+	return r.prepared && r.records == 0 && (r.damage == damageNone || r.damage == damageZero)
 }
 
 // scanSegment reads a whole segment of size bytes from r and validates its
@@ -231,6 +246,7 @@ func scanSegment(r io.Reader, size int64, num uint64, maxRecord int64, cursorOff
 		return res
 	}
 	res.headerOK = true
+	res.prepared = hdr[5]&headerPrepared != 0
 	off := int64(headerSize)
 	res.validEnd = off
 	var fh [frameHeaderSize]byte

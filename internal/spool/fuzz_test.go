@@ -12,7 +12,7 @@ import (
 // segmentBytes builds segment num holding the given payloads.
 func segmentBytes(num uint64, payloads ...[]byte) []byte {
 	b := make([]byte, headerSize)
-	putHeader(b, num, 42)
+	putHeader(b, num, 42, 0)
 	for i, p := range payloads {
 		f := make([]byte, frameHeaderSize+len(p))
 		copy(f[frameHeaderSize:], p)

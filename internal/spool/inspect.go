@@ -175,14 +175,29 @@ func Inspect(dir string, opts InspectOptions) (*Inspection, error) {
 	hasCursor := in.Cursor.Present && in.Cursor.Error == ""
 
 	br := bufio.NewReaderSize(nil, 64<<10)
+	// The newest segment, as recovery sees it: the last one before the
+	// segments prepared ahead and never taken at the end, which Open
+	// removes.
+	last := len(nums) - 1
+	for ; last >= 0; last-- {
+		f, err := os.Open(filepath.Join(dir, segmentName(nums[last])))
+		if err != nil {
+			break
+		}
+		unused := preparedUnused(f, nums[last], br)
+		f.Close()
+		if !unused {
+			break
+		}
+	}
 	for i, n := range nums {
-		newest := i == len(nums)-1
+		newest := i == last
 		name := segmentName(n)
 		cOff := int64(-1)
 		if hasCursor && curSeg == n {
 			cOff = curOff
 		}
-		g, ok, err := inspectSegment(filepath.Join(dir, name), n, newest, maxRec, cOff, br, opts.Record, hasCursor && n < curSeg)
+		g, ok, err := inspectSegment(filepath.Join(dir, name), n, newest, i > last, maxRec, cOff, br, opts.Record, hasCursor && n < curSeg)
 		if err != nil {
 			return nil, err
 		}
@@ -289,10 +304,24 @@ type inspectedSegment struct {
 	ignored string // why the cursor does not apply to this segment
 }
 
+// preparedUnused reports whether r, segment n's file, holds a valid header
+// flagged headerPrepared and nothing but zeros after it (scanResult.givenUp,
+// without the frames' scan). It reads past the header only when that is
+// so flagged.
+func preparedUnused(r io.Reader, n uint64, br *bufio.Reader) bool {
+	br.Reset(r)
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return false
+	}
+	return checkHeader(hdr[:], n) == nil && hdr[5]&headerPrepared != 0 && restZero(br)
+}
+
 // inspectSegment checks one segment file as recovery would, then hands its
-// valid records to fn. allAcked is set for a segment below the cursor's.
-// ok is false when the file is gone.
-func inspectSegment(path string, n uint64, newest bool, maxRec, cOff int64, br *bufio.Reader,
+// valid records to fn. allAcked is set for a segment below the cursor's,
+// prepared for one after the newest that was prepared ahead and never
+// written. ok is false when the file is gone.
+func inspectSegment(path string, n uint64, newest, prepared bool, maxRec, cOff int64, br *bufio.Reader,
 	fn func(InspectedRecord) error, allAcked bool) (g inspectedSegment, ok bool, err error) {
 	g.Number, g.Name = n, filepath.Base(path)
 	f, err := os.Open(path)
@@ -319,6 +348,8 @@ func inspectSegment(path string, n uint64, newest bool, maxRec, cOff int64, br *
 	if res.damage != damageNone {
 		d := &Damage{Offset: res.validEnd, Bytes: g.Size - res.validEnd, Kind: res.damage.String(), Reason: res.reason}
 		switch {
+		case prepared || res.givenUp():
+			d.Recovery = "Open removes the segment (prepared ahead, never written)"
 		case newest && !res.headerOK && res.damage != damageCorrupt:
 			d.Recovery = "Open removes the segment (created just before a crash)"
 		case newest && res.headerOK:

@@ -47,7 +47,7 @@ func (s *Spool) createMapped(num uint64, name string, size int64) (ok bool, err 
 	}
 	m, err := s.mapFile(f, name, size)
 	if err == nil {
-		err = s.startMapped(f, m, num)
+		err = s.startMapped(f, m, num, 0)
 		if err != nil {
 			unmapSegment(m)
 		}
@@ -82,11 +82,11 @@ func (s *Spool) mapFile(f File, name string, size int64) ([]byte, error) {
 	return mapSegment(f, size)
 }
 
-// startMapped writes the header of segment num through m, its file f's
-// mapping, and in SyncBatch flushes f (fsync flushes the pages written
-// through the mapping) and the directory.
-func (s *Spool) startMapped(f File, m []byte, num uint64) error {
-	err := writeMapped(m[:headerSize], func(b []byte) { putHeader(b, num, time.Now().UnixNano()) })
+// startMapped writes the header of segment num, with flags, through m, its
+// file f's mapping, and in SyncBatch flushes f (fsync flushes the pages
+// written through the mapping) and the directory.
+func (s *Spool) startMapped(f File, m []byte, num uint64, flags byte) error {
+	err := writeMapped(m[:headerSize], func(b []byte) { putHeader(b, num, time.Now().UnixNano(), flags) })
 	if err == nil && s.o.Sync == SyncBatch {
 		if err = f.Sync(); err == nil {
 			err = s.fs.SyncDir(s.o.Dir)

@@ -49,11 +49,18 @@ func TestMmapFileSizes(t *testing.T) {
 	if !mapped(s) {
 		t.Fatal("not writing through a mapping")
 	}
-	sizes := segFileSizes(t, dir)
+	// The segments' numbers: a number given to a segment being prepared
+	// when the writer rolled is not used. The one prepared ahead, a
+	// header and zeros, is not among the files compared.
+	nums := segNums(s)
+	if len(nums) != 3 {
+		t.Fatalf("segments %v, want 3", nums)
+	}
+	sizes := recordFileSizes(t, dir)
 	want := map[string]int64{
-		segmentName(1): headerSize + 9*100,
-		segmentName(2): headerSize + 9*100,
-		segmentName(3): segSize, // preallocated, 2 records
+		segmentName(nums[0]): headerSize + 9*100,
+		segmentName(nums[1]): headerSize + 9*100,
+		segmentName(nums[2]): segSize, // preallocated, 2 records
 	}
 	if len(sizes) != len(want) {
 		t.Fatalf("segment files %v, want %v", sizes, want)
@@ -69,7 +76,7 @@ func TestMmapFileSizes(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := segFileSizes(t, dir)[segmentName(3)]; got != headerSize+200 {
+	if got := segFileSizes(t, dir)[segmentName(nums[2])]; got != headerSize+200 {
 		t.Fatalf("newest segment after Close: %d bytes, want %d", got, headerSize+200)
 	}
 	s2 := openT(t, Options{Dir: dir, SegmentSize: segSize})
@@ -86,8 +93,9 @@ func TestMmapCrashZeroTail(t *testing.T) {
 	o := Options{Dir: dir, SegmentSize: 4096, Sync: SyncInterval}
 	s := openT(t, o)
 	appendN(t, s, 0, 50, 100) // frames of 120 bytes: 33 per segment
+	nums := segNums(s)
 	crash(s)
-	if got := segFileSizes(t, dir)[segmentName(2)]; got != 4096 {
+	if got := segFileSizes(t, dir)[segmentName(nums[len(nums)-1])]; len(nums) != 2 || got != 4096 {
 		t.Fatalf("newest segment after the crash: %d bytes, want 4096 (preallocated)", got)
 	}
 	s2 := openT(t, o)
@@ -250,7 +258,8 @@ func TestMmapFault(t *testing.T) {
 // TestMmapFaultFrame is TestMmapFault for "always" mode's append
 // (AppendFrameMark), whose copy into the mapping has a path of its own:
 // the fault is returned once, counted once, and the next record goes to a
-// new segment.
+// new segment (numbered after the cut one: 2, or 3 when the number 2 was
+// given to a segment still being prepared).
 func TestMmapFaultFrame(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir, Sync: SyncNever})
@@ -269,7 +278,7 @@ func TestMmapFaultFrame(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AppendFrameMark in a new segment: %v", err)
 	}
-	if st := s.Stats(); st.Segments != 2 || st.WriteErrors != 1 || m.Segment != 2 || m.Records != 1 {
+	if st := s.Stats(); st.Segments != 2 || st.WriteErrors != 1 || m.Segment < 2 || m.Segment > 3 || m.Records != 1 {
 		t.Fatalf("after the fault: %+v, mark %+v", st, m)
 	}
 }

@@ -6,9 +6,9 @@ import (
 	"os"
 )
 
-// prepName is the file of a segment prepared ahead of time. It ends in
-// tmpSuffix: Open removes one left by a crash, since it never held a
-// record.
+// prepName is the file of a segment being prepared ahead of time, until
+// its header is written. It ends in tmpSuffix: Open removes one left by a
+// crash, since it never held a record.
 const prepName = "next" + tmpSuffix
 
 // The mmap writer's costly steps are done ahead of time, off the lock
@@ -21,11 +21,19 @@ const prepName = "next" + tmpSuffix
 //     the ones behind it released (see moveWindow);
 //   - the mappings of rolled segments are unmapped.
 //
-// A roll then only renames the prepared file to the next segment's name
-// and writes the header. The prepared file is at most one segment of disk
-// beyond MaxBytes, like the writer's own preallocated tail. When nothing is
+// The prepared file is made under prepName and renamed by the preparer to
+// the segment's name once its header is written, flagged headerPrepared,
+// under the number it takes just before. A roll only makes it
+// the writer's and clears the flag, with no system call (the rename, done
+// there before, took up to a millisecond on a VM, in the logging
+// goroutine's Handle in "always" mode). Open removes a flagged segment
+// with nothing but zeros after its header wherever it is, and prepName
+// (see recover). The prepared file is at most one segment of disk beyond
+// MaxBytes, like the writer's own preallocated tail. When nothing is
 // prepared (the first segment, a roll faster than the preparer, a disk
-// error), Append creates the segment itself as before.
+// error), Append creates the segment itself as before, under a later
+// number; a segment prepared under an earlier one is then given up and its
+// file removed, never written after it (numbers give the segments' order).
 type preparer struct {
 	wake  chan struct{} // buffered: a request to look for work
 	stop  chan struct{}
@@ -40,6 +48,9 @@ type preparer struct {
 	// nextWin is the offset in the writer's mapping whose crossing moves
 	// the resident window (see moveWindow).
 	nextWin int64
+	// minNum: a prepared segment numbered below it is not taken (Append
+	// created a segment itself after its number was given).
+	minNum uint64
 }
 
 // The writer's mapping is kept resident by windows: the preparer faults
@@ -61,8 +72,9 @@ type advice struct {
 }
 
 type prepared struct {
-	f File
-	m []byte
+	num uint64
+	f   File
+	m   []byte
 }
 
 // usePreparer says whether segments are prepared ahead: with the mmap
@@ -182,6 +194,13 @@ func (s *Spool) prepareStep() {
 	}
 	p, err := s.prepare()
 	s.muLock()
+	if p != nil && p.num < s.pr.minNum && !s.closed {
+		// Append created a segment itself while this one was prepared.
+		s.dropPrepared(p)
+		s.muUnlock()
+		s.removeQueued()
+		return
+	}
 	if err != nil || s.closed {
 		// A disk error here is not reported: the append path creates
 		// the segment itself and reports what it meets.
@@ -196,8 +215,12 @@ func (s *Spool) prepareStep() {
 	s.muUnlock()
 }
 
-// prepare creates, preallocates, maps and faults in the next segment's
-// file under prepName. It runs without s.mu.
+// prepare creates, preallocates, maps and faults in the file of a next
+// segment under prepName, then takes the next number, writes the header
+// (flagged headerPrepared) and renames the file to the segment's name. It
+// runs without s.mu but to take the number, as late as it can: a segment
+// that Append creates itself meanwhile takes a later one, and the
+// prepared one is then given up.
 func (s *Spool) prepare() (*prepared, error) {
 	name := s.path(prepName)
 	if err := s.fs.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -218,8 +241,23 @@ func (s *Spool) prepare() (*prepared, error) {
 	// (populateFirst) on a thread that leaves this P to the loggers.
 	first := m[:min(len(m), adviseStep)]
 	populateFirst(first)
+	s.muLock()
+	num := s.next
+	s.next++ // never reuse a number, even if this one is never written
+	s.muUnlock()
+	err = s.startMapped(f, m, num, headerPrepared)
+	if err == nil {
+		err = s.fs.Rename(name, s.path(segmentName(num)))
+	}
+	if err != nil {
+		unmapSegment(m)
+		f.Close()
+		s.fs.Remove(name)
+		s.fs.Remove(s.path(segmentName(num)))
+		return nil, err
+	}
 	inSteps(m[len(first):min(len(m), lead*window)], populate)
-	return &prepared{f: f, m: m}, nil
+	return &prepared{num: num, f: f, m: m}, nil
 }
 
 // adviseStep is the most of a mapping one populate or release call covers.
@@ -242,7 +280,7 @@ func inSteps(m []byte, f func([]byte)) {
 func (s *Spool) discardPrepared(p *prepared) {
 	unmapSegment(p.m)
 	p.f.Close()
-	s.fs.Remove(s.path(prepName)) // else the next Open removes it
+	s.fs.Remove(s.path(segmentName(p.num))) // else the next Open removes it
 }
 
 // takePrepared makes the prepared segment, if there is one big enough for
@@ -259,29 +297,25 @@ func (s *Spool) takePrepared(frameLen int64) bool {
 		return false
 	}
 	s.pr.ready = nil
-	num := s.next
-	s.next++ // never reuse a number, even after a failure
-	name := s.path(segmentName(num))
-	err := s.fs.Rename(s.path(prepName), name)
-	if err == nil {
-		err = s.startMapped(p.f, p.m, num)
-		if err != nil {
-			// A zero or torn header in the newest segment: Open removes it
-			// if this removal fails too.
-			if rerr := s.fs.Remove(name); rerr != nil {
-				s.cleanupError(fmt.Errorf("spool: remove failed segment %d: %w", num, rerr))
-			}
-		}
-	}
-	if err != nil {
-		s.releaseMapping(p.m)
-		p.f.Close()
-		s.fs.Remove(s.path(prepName))
-		s.kickPreparer() // a new one for the next roll
+	// The header's flag cleared: a write to a page faulted in already
+	// (and, with SyncBatch, the file and the directory flushed).
+	if err := s.startMapped(p.f, p.m, p.num, 0); err != nil {
+		s.dropPrepared(p)
 		return false
 	}
-	s.adoptMapped(num, p.f, p.m)
+	s.adoptMapped(p.num, p.f, p.m)
 	return true
+}
+
+// dropPrepared gives up p, prepared under a number before a segment that
+// Append created itself: its mapping and file are released now, the file
+// removed by the preparer (else the next Open sets it aside). Callers hold
+// s.mu.
+func (s *Spool) dropPrepared(p *prepared) {
+	s.releaseMapping(p.m)
+	p.f.Close()
+	s.toRemove = append(s.toRemove, p.num)
+	s.kickPreparer()
 }
 
 // adoptMapped makes a new mapped segment, its header written, the

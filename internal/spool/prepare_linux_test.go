@@ -45,7 +45,10 @@ func TestPreparedSegmentUsed(t *testing.T) {
 	appendN(t, s, 0, 9, 80) // frames of 100 bytes: 9 fill segment 1
 	for seg := uint64(2); seg <= 5; seg++ {
 		p := waitPrepared(t, s)
-		if _, err := os.Stat(filepath.Join(dir, prepName)); err != nil {
+		if p.num != seg {
+			t.Fatalf("segment prepared under number %d, want %d", p.num, seg)
+		}
+		if _, err := os.Stat(filepath.Join(dir, segmentName(p.num))); err != nil {
 			t.Fatalf("prepared file: %v", err)
 		}
 		from := int(seg-1) * 9
@@ -57,15 +60,27 @@ func TestPreparedSegmentUsed(t *testing.T) {
 			t.Fatalf("writer on segment %d (prepared mapping: %v), want segment %d from the prepared file",
 				num, unsafe.SliceData(m) == unsafe.SliceData(p.m), seg)
 		}
+		// Taken: the header, as the file has it, is valid and no longer
+		// flagged as prepared.
+		hdr := make([]byte, headerSize)
+		if f, err := os.Open(filepath.Join(dir, segmentName(seg))); err != nil {
+			t.Fatal(err)
+		} else {
+			f.ReadAt(hdr, 0)
+			f.Close()
+		}
+		if err := checkHeader(hdr, seg); err != nil || hdr[5] != 0 {
+			t.Fatalf("header of the segment taken: %v, flags %d", err, hdr[5])
+		}
 	}
 	if got := ids(t, drain(t, s)); !equalInts(got, seq(0, 45)) {
 		t.Fatalf("read back %v", got)
 	}
-	waitPrepared(t, s)
+	last := waitPrepared(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, prepName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, segmentName(last.num))); !os.IsNotExist(err) {
 		t.Fatalf("prepared file after Close: %v", err)
 	}
 	sizes := segFileSizes(t, dir)
@@ -102,25 +117,31 @@ func TestPrepareFirst(t *testing.T) {
 	s2.mu.Lock()
 	ready := s2.pr.ready
 	s2.mu.Unlock()
-	if _, err := os.Stat(filepath.Join(dir2, prepName)); ready != nil || err == nil {
-		t.Fatalf("a spool only opened prepared a segment (ready %v, stat error %v)", ready != nil, err)
+	if files := segFileSizes(t, dir2); ready != nil || len(files) != 0 {
+		t.Fatalf("a spool only opened prepared a segment (ready %v, segment files %v)", ready != nil, files)
 	}
 }
 
-// TestPreparedSegmentCrash checks that a prepared file left by a crash is
-// removed by Open and loses nothing.
+// TestPreparedSegmentCrash checks that a prepared file left by a crash (a
+// segment of zeros only, numbered after the writer's, whose tail is zeros
+// too) is removed by Open and loses nothing: the writer's segment is the
+// newest, its zero tail cut off, not set aside as corrupt.
 func TestPreparedSegmentCrash(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir, SegmentSize: 1000, Sync: SyncNever})
 	appendN(t, s, 0, 20, 80)
-	waitPrepared(t, s)
+	p := waitPrepared(t, s)
 	crash(s)
-	if _, err := os.Stat(filepath.Join(dir, prepName)); err != nil {
+	prep := filepath.Join(dir, segmentName(p.num))
+	if _, err := os.Stat(prep); err != nil {
 		t.Fatalf("prepared file after the crash: %v", err)
 	}
 	s2 := openT(t, Options{Dir: dir, SegmentSize: 1000, Sync: SyncNever})
 	if st := s2.Stats(); st.CorruptSegments != 0 || st.RecoveredRecords != 20 {
 		t.Fatalf("after the crash: %+v", st)
+	}
+	if _, err := os.Stat(prep); !os.IsNotExist(err) {
+		t.Fatalf("prepared file after Open: %v", err)
 	}
 	if got := ids(t, drain(t, s2)); !equalInts(got, seq(0, 20)) {
 		t.Fatalf("read back %v", got)
@@ -134,8 +155,10 @@ func TestPreparedSegmentCrash(t *testing.T) {
 }
 
 // TestPreparedTooSmall checks a frame larger than a prepared segment: the
-// append path creates a segment that fits, and the prepared one is kept
-// for the next roll.
+// append path creates a segment that fits, under a later number, and the
+// prepared one, numbered before it, is given up (never written after it:
+// the preparer removes its file); the next roll goes on under a later
+// number still.
 func TestPreparedTooSmall(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, Options{Dir: dir, SegmentSize: 1000, Sync: SyncNever})
@@ -145,11 +168,29 @@ func TestPreparedTooSmall(t *testing.T) {
 	s.muLock()
 	kept := s.pr.ready == p
 	size := len(s.wmap)
+	big := s.wseg.num
 	s.muUnlock()
-	if !kept || size < 5000 {
+	if kept || size < 5000 {
 		t.Fatalf("prepared kept: %v, writer mapping %d bytes", kept, size)
 	}
-	appendN(t, s, 10, 9, 80)
+	appendN(t, s, 10, 9, 80) // rolls again
+	s.muLock()
+	next := s.wseg.num
+	s.muUnlock()
+	if big <= p.num || next <= big {
+		t.Fatalf("segments %d (prepared), %d (the big frame's), then %d: want increasing, the prepared one skipped", p.num, big, next)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := os.Stat(filepath.Join(dir, segmentName(p.num)))
+		if os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the discarded prepared segment's file is still there: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if got := ids(t, drain(t, s)); !equalInts(got, seq(0, 19)) {
 		t.Fatalf("read back %v", got)
 	}
@@ -347,5 +388,51 @@ func TestFlushRepopulatesAhead(t *testing.T) {
 	flush()
 	if f := writeFaults(n); f < base+n/2 {
 		t.Errorf("after an interval that wrote 2 pages the writer took %d page faults writing %d more (%d before the first flush): the flush faulted in more than the interval wrote", f, n, base)
+	}
+}
+
+// TestPreparedGivenUp checks a segment prepared ahead and given up (Append
+// created a later one itself): if a crash leaves it before the later one,
+// a flagged header and zeros, Open removes it without counting a corrupt
+// segment, and every record is read back; a segment of zeros only there,
+// header included, is still set aside as corrupt (it may have lost
+// records: nothing says it never held any).
+func TestPreparedGivenUp(t *testing.T) {
+	for _, flagged := range []bool{true, false} {
+		dir := t.TempDir()
+		o := Options{Dir: dir, SegmentSize: 1000, Sync: SyncNever}
+		s := openT(t, o)
+		appendN(t, s, 0, 12, 80) // segments 1 and 2
+		nums := segNums(s)
+		crash(s)
+		for _, n := range nums[1:] {
+			os.Rename(filepath.Join(dir, segmentName(n)), filepath.Join(dir, segmentName(n+1)))
+			b, _ := os.ReadFile(filepath.Join(dir, segmentName(n+1)))
+			putHeader(b, n+1, 1, 0)
+			os.WriteFile(filepath.Join(dir, segmentName(n+1)), b, 0o600)
+		}
+		// Where the second segment was: a prepared one, never taken.
+		given := make([]byte, 1000)
+		if flagged {
+			putHeader(given, nums[1], 1, headerPrepared)
+		}
+		if err := os.WriteFile(filepath.Join(dir, segmentName(nums[1])), given, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s2 := openT(t, o)
+		st := s2.Stats()
+		if got := ids(t, drain(t, s2)); !equalInts(got, seq(0, 12)) {
+			t.Fatalf("flagged %v: read back %v", flagged, got)
+		}
+		want := 0
+		if !flagged {
+			want = 1
+		}
+		if st.CorruptSegments != want {
+			t.Errorf("flagged %v: %d corrupt segments, want %d", flagged, st.CorruptSegments, want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, segmentName(nums[1]))); !os.IsNotExist(err) {
+			t.Errorf("flagged %v: the given-up segment's file is still there: %v", flagged, err)
+		}
 	}
 }

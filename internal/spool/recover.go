@@ -52,18 +52,39 @@ func (s *Spool) recover() error {
 	}
 
 	br := bufio.NewReaderSize(nil, 64<<10)
+	// Every segment scanned first: the newest is the last one that is not
+	// a segment prepared ahead and never taken (givenUp), which a crash
+	// may leave after the writer's (whose zero tail is cut off below).
+	scans := make([]scanResult, len(nums))
+	sizes := make([]int64, len(nums))
 	for i, n := range nums {
-		newest := i == len(nums)-1
+		cOff := int64(-1)
+		if hasCursor && curSeg == n {
+			cOff = curOff
+		}
+		if scans[i], sizes[i], err = s.scanFile(segmentName(n), n, cOff, br); err != nil {
+			return err
+		}
+	}
+	last := len(nums) - 1
+	for last >= 0 && scans[last].givenUp() {
+		last--
+	}
+	for i, n := range nums {
+		newest := i == last
 		name := segmentName(n)
 		cOff := int64(-1)
 		if hasCursor && curSeg == n {
 			cOff = curOff
 		}
-		res, size, err := s.scanFile(name, n, cOff, br)
-		if err != nil {
-			return err
-		}
+		res, size := scans[i], sizes[i]
 		switch {
+		case res.givenUp():
+			// Prepared ahead, never taken by the writer: no record.
+			if err := s.fs.Remove(s.path(name)); err != nil {
+				return fmt.Errorf("remove unused prepared segment %d: %w", n, err)
+			}
+			continue
 		case res.damage == damageNone:
 		case newest && !res.headerOK && res.damage != damageCorrupt:
 			// Created just before a crash: a partial or zeroed header

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bufio"
 	"errors"
 	"os"
 	"path/filepath"
@@ -110,7 +111,18 @@ func TestAppendNextAckFIFO(t *testing.T) {
 		}
 		entries, _ := os.ReadDir(s.o.Dir)
 		for _, e := range entries {
-			if strings.HasSuffix(e.Name(), segmentSuffix) {
+			n, ok := parseSegmentName(e.Name())
+			if !ok {
+				continue
+			}
+			// But for the one prepared ahead: a header, then zeros.
+			f, err := os.Open(filepath.Join(s.o.Dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			prepared := s.pr != nil && preparedUnused(f, n, bufio.NewReader(nil))
+			f.Close()
+			if !prepared {
 				t.Fatalf("segment %s left after everything was acknowledged", e.Name())
 			}
 		}
