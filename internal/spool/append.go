@@ -2,7 +2,6 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"os"
@@ -31,10 +30,10 @@ const maxKeptFrame = 2 << 20
 // (SyncBatch) or a fault on the mapping; the last two abandon the segment.
 func (s *Spool) Append(payload []byte, entries int, ts int64) error {
 	if int64(len(payload)) > s.o.MaxRecordSize {
-		return fmt.Errorf("spool: append %d bytes (limit %d): %w", len(payload), s.o.MaxRecordSize, ErrTooLarge)
+		return errorf("spool: append %d bytes (limit %d): %w", len(payload), s.o.MaxRecordSize, ErrTooLarge)
 	}
 	if entries < 0 || uint64(entries) > math.MaxUint32 {
-		return fmt.Errorf("spool: append: entry count %d out of range", entries)
+		return errorf("spool: append: entry count %d out of range", entries)
 	}
 	s.muLock()
 	err := s.appendLocked(payload, entries, ts)
@@ -78,7 +77,7 @@ func (s *Spool) makeTail(frameLen int64) error {
 	if s.wseg == nil && !s.takePrepared(frameLen) {
 		if err := s.create(frameLen); err != nil {
 			s.st.WriteErrors++
-			return fmt.Errorf("spool: append: %w", err)
+			return errorf("spool: append: %w", err)
 		}
 	}
 	// Make room: delete the oldest segments, never the one written to.
@@ -104,13 +103,13 @@ func (s *Spool) writeFrame(b []byte, entries int, ts int64) error {
 			// the record back and leave the file, whose state is unknown.
 			s.undo(g, true)
 			s.st.WriteErrors++
-			return fmt.Errorf("spool: append: sync segment %d: %w", g.num, err)
+			return errorf("spool: append: sync segment %d: %w", g.num, err)
 		}
 	}
 	if err != nil {
 		s.undo(g, false)
 		s.st.WriteErrors++
-		return fmt.Errorf("spool: append to segment %d: %w", g.num, err)
+		return errorf("spool: append to segment %d: %w", g.num, err)
 	}
 	s.appended(g, frameLen, entries, ts)
 	return nil
@@ -175,7 +174,7 @@ func (s *Spool) appendMappedFrame(frame, payload []byte, entries int, ts int64, 
 	if err != nil {
 		s.undo(g, true)
 		s.st.WriteErrors++
-		return fmt.Errorf("spool: append to segment %d: %w", g.num, err)
+		return errorf("spool: append to segment %d: %w", g.num, err)
 	}
 	if s.o.Sync == SyncBatch {
 		// fsync of the file flushes the pages written through the mapping.
@@ -186,7 +185,7 @@ func (s *Spool) appendMappedFrame(frame, payload []byte, entries int, ts int64, 
 			writeMapped(b, func(b []byte) { clear(b) })
 			s.undo(g, true)
 			s.st.WriteErrors++
-			return fmt.Errorf("spool: append: sync segment %d: %w", g.num, err)
+			return errorf("spool: append: sync segment %d: %w", g.num, err)
 		}
 	}
 	s.appended(g, frameLen, entries, ts)
@@ -218,7 +217,7 @@ func (s *Spool) undo(g *segment, abandon bool) {
 	if s.wmap != nil {
 		abandon = true // a mapping that failed is not written to again
 		if err := s.unmapWriter(); err != nil {
-			s.cleanupError(fmt.Errorf("spool: cut segment %d to %d bytes: %w", g.num, g.size, err))
+			s.cleanupError(errorf("spool: cut segment %d to %d bytes: %w", g.num, g.size, err))
 		}
 	} else if err := s.w.Truncate(g.size); err != nil {
 		abandon = true
@@ -245,7 +244,7 @@ func (s *Spool) removeEmpty(g *segment) {
 		s.rseg, s.roff = nil, 0
 	}
 	if err := s.fs.Remove(s.path(segmentName(g.num))); err != nil {
-		s.cleanupError(fmt.Errorf("spool: remove empty segment %d: %w", g.num, err)) // Open removes it later
+		s.cleanupError(errorf("spool: remove empty segment %d: %w", g.num, err)) // Open removes it later
 	}
 }
 
@@ -260,7 +259,7 @@ func (s *Spool) roll() {
 	if err := s.unmapWriter(); err != nil {
 		// At the next Open the segment is older than the newest one with
 		// a zero tail: set aside as corrupt, its records delivered.
-		s.cleanupError(fmt.Errorf("spool: cut segment %d to %d bytes: %w", s.wseg.num, s.wseg.size, err))
+		s.cleanupError(errorf("spool: cut segment %d to %d bytes: %w", s.wseg.num, s.wseg.size, err))
 	}
 	switch {
 	case s.o.Sync == SyncInterval && (s.dirty || mapped):
@@ -268,7 +267,7 @@ func (s *Spool) roll() {
 	case s.o.Sync == SyncBatch && mapped:
 		if err := s.w.Sync(); err != nil {
 			s.st.SyncErrors++
-			s.cleanupError(fmt.Errorf("spool: sync segment %d: %w", s.wseg.num, err))
+			s.cleanupError(errorf("spool: sync segment %d: %w", s.wseg.num, err))
 		}
 		s.w.Close()
 	default:
@@ -300,7 +299,7 @@ func (s *Spool) create(frameLen int64) error {
 	}
 	f, err := s.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("create segment %d: %w", num, err)
+		return errorf("create segment %d: %w", num, err)
 	}
 	var hdr [headerSize]byte
 	putHeader(hdr[:], num, time.Now().UnixNano(), 0)
@@ -317,9 +316,9 @@ func (s *Spool) create(frameLen int64) error {
 		f.Close()
 		if rerr := s.fs.Remove(name); rerr != nil {
 			// A torn header: Open removes it or sets it aside.
-			s.cleanupError(fmt.Errorf("spool: remove failed segment %d: %w", num, rerr))
+			s.cleanupError(errorf("spool: remove failed segment %d: %w", num, rerr))
 		}
-		return fmt.Errorf("create segment %d: %w", num, err)
+		return errorf("create segment %d: %w", num, err)
 	}
 	g := &segment{num: num, size: headerSize, ackOff: headerSize}
 	s.segs = append(s.segs, g)
@@ -406,7 +405,7 @@ func (s *Spool) removeSegment(num uint64) {
 // error. It uses no state s.mu guards.
 func (s *Spool) removeSegmentFile(num uint64) error {
 	if err := s.fs.Remove(s.path(segmentName(num))); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("spool: remove segment %d: %w", num, err)
+		return errorf("spool: remove segment %d: %w", num, err)
 	}
 	return nil
 }

@@ -76,10 +76,10 @@ func appendString(dst []byte, s string) []byte {
 func DecodeBatch(p []byte) (*exporter.Batch, error) {
 	d := decoder{buf: p}
 	if len(p) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrBadBatch)
+		return nil, errorf("%w: empty", ErrBadBatch)
 	}
 	if p[0] != batchVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrBadBatch, p[0])
+		return nil, errorf("%w: version %d", ErrBadBatch, p[0])
 	}
 	d.off = 1
 	d.all = string(p) // one copy; lines and metadata are substrings
@@ -141,10 +141,10 @@ func DecodeBatch(p []byte) (*exporter.Batch, error) {
 func BatchTenant(p []byte) (string, error) {
 	d := decoder{buf: p}
 	if len(p) == 0 {
-		return "", fmt.Errorf("%w: empty", ErrBadBatch)
+		return "", errorf("%w: empty", ErrBadBatch)
 	}
 	if p[0] != batchVersion {
-		return "", fmt.Errorf("%w: version %d", ErrBadBatch, p[0])
+		return "", errorf("%w: version %d", ErrBadBatch, p[0])
 	}
 	d.off = 1
 	t := d.view()
@@ -203,7 +203,7 @@ func (d *BatchDecoder) Range(p []byte, fn func(tenant, labels string, e exporter
 		if _, err := DecodeBatch(p); err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: rejected by Range, accepted by DecodeBatch", ErrBadBatch) // a bug
+		return errorf("%w: rejected by Range, accepted by DecodeBatch", ErrBadBatch) // a bug
 	}
 	for i := range d.ents {
 		r := &d.ents[i]
@@ -369,7 +369,7 @@ func (d *decoder) view() string {
 
 func (d *decoder) fail(format string, a ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: at byte %d: %s", ErrBadBatch, d.off, fmt.Sprintf(format, a...))
+		d.err = errorf("%w: at byte %d: %s", ErrBadBatch, d.off, fmt.Sprintf(format, a...))
 	}
 }
 

@@ -96,19 +96,19 @@ func putHeader(b []byte, num uint64, created int64, flags byte) {
 // checkHeader validates a segment header read from segment num.
 func checkHeader(b []byte, num uint64) error {
 	if len(b) < headerSize {
-		return fmt.Errorf("header: %d of %d bytes", len(b), headerSize)
+		return errorf("header: %d of %d bytes", len(b), headerSize)
 	}
 	if [4]byte(b[0:4]) != segmentMagic {
-		return fmt.Errorf("header: bad magic %q", b[0:4])
+		return errorf("header: bad magic %q", b[0:4])
 	}
 	if got, want := binary.LittleEndian.Uint32(b[28:]), crc32.Checksum(b[:28], castagnoli); got != want {
-		return fmt.Errorf("header: checksum %08x, want %08x", got, want)
+		return errorf("header: checksum %08x, want %08x", got, want)
 	}
 	if b[4] != formatVersion {
-		return fmt.Errorf("header: unsupported version %d", b[4])
+		return errorf("header: unsupported version %d", b[4])
 	}
 	if n := binary.LittleEndian.Uint64(b[8:]); n != num {
-		return fmt.Errorf("header: segment number %d in file of segment %d", n, num)
+		return errorf("header: segment number %d in file of segment %d", n, num)
 	}
 	return nil
 }
@@ -161,17 +161,17 @@ func putCursor(b []byte, seg uint64, off int64) {
 
 func parseCursor(b []byte) (seg uint64, off int64, err error) {
 	if len(b) != cursorSize {
-		return 0, 0, fmt.Errorf("cursor: %d bytes, want %d", len(b), cursorSize)
+		return 0, 0, errorf("cursor: %d bytes, want %d", len(b), cursorSize)
 	}
 	if [4]byte(b[0:4]) != cursorMagic || b[4] != formatVersion {
-		return 0, 0, fmt.Errorf("cursor: bad magic or version")
+		return 0, 0, errorf("cursor: bad magic or version")
 	}
 	if binary.LittleEndian.Uint32(b[28:]) != crc32.Checksum(b[:28], castagnoli) {
-		return 0, 0, fmt.Errorf("cursor: bad checksum")
+		return 0, 0, errorf("cursor: bad checksum")
 	}
 	off = int64(binary.LittleEndian.Uint64(b[16:]))
 	if off < headerSize {
-		return 0, 0, fmt.Errorf("cursor: offset %d inside the header", off)
+		return 0, 0, errorf("cursor: offset %d inside the header", off)
 	}
 	return binary.LittleEndian.Uint64(b[8:]), off, nil
 }
@@ -365,7 +365,7 @@ func readFrame(r io.ReaderAt, off, end, maxRecord int64) (frameHeader, []byte, e
 		if errors.Is(err, io.EOF) {
 			return frameHeader{}, nil, corrupt("file cut short: %v", err)
 		}
-		return frameHeader{}, nil, fmt.Errorf("read frame header at %d: %w", off, err)
+		return frameHeader{}, nil, errorf("read frame header at %d: %w", off, err)
 	}
 	h := parseFrameHeader(fh[:])
 	if int64(h.length) > maxRecord {
@@ -379,7 +379,7 @@ func readFrame(r io.ReaderAt, off, end, maxRecord int64) (frameHeader, []byte, e
 		if errors.Is(err, io.EOF) {
 			return h, nil, corrupt("file cut short: %v", err)
 		}
-		return h, nil, fmt.Errorf("read frame payload at %d: %w", off, err)
+		return h, nil, errorf("read frame payload at %d: %w", off, err)
 	}
 	if crc := crc32.Update(partialCRC(fh[:]), castagnoli, p); crc != h.crc {
 		return h, nil, corrupt("checksum %08x, want %08x", h.crc, crc)

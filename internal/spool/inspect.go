@@ -143,7 +143,7 @@ func Inspect(dir string, opts InspectOptions) (*Inspection, error) {
 	}
 	des, err := listSpoolDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("spool: inspect %s: %w", dir, err)
+		return nil, errorf("spool: inspect %s: %w", dir, err)
 	}
 	in := &Inspection{Dir: dir}
 	var nums []uint64
@@ -219,7 +219,7 @@ func Inspect(dir string, opts InspectOptions) (*Inspection, error) {
 // [ErrNotSpool] when it holds none. It changes nothing.
 func CheckDir(dir string) error {
 	if _, err := listSpoolDir(dir); err != nil {
-		return fmt.Errorf("spool: %s: %w", dir, err)
+		return errorf("spool: %s: %w", dir, err)
 	}
 	return nil
 }
@@ -229,12 +229,12 @@ func listSpoolDir(dir string) ([]fs.DirEntry, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no such directory: %w", fs.ErrNotExist)
+			return nil, errorf("no such directory: %w", fs.ErrNotExist)
 		}
 		return nil, err
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("not a directory: %w", ErrNotSpool)
+		return nil, errorf("not a directory: %w", ErrNotSpool)
 	}
 	des, err := os.ReadDir(dir)
 	if err != nil {
@@ -249,7 +249,7 @@ func listSpoolDir(dir string) ([]fs.DirEntry, error) {
 			return des, nil
 		}
 	}
-	return nil, fmt.Errorf("%w (no LOCK, cursor or segment file)", ErrNotSpool)
+	return nil, errorf("%w (no LOCK, cursor or segment file)", ErrNotSpool)
 }
 
 // probeLock reports whether another holder has the lock file. It takes
@@ -329,12 +329,12 @@ func inspectSegment(path string, n uint64, newest, prepared bool, maxRec, cOff i
 		return g, false, nil
 	}
 	if err != nil {
-		return g, false, fmt.Errorf("spool: inspect segment %d: %w", n, err)
+		return g, false, errorf("spool: inspect segment %d: %w", n, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return g, false, fmt.Errorf("spool: inspect segment %d: %w", n, err)
+		return g, false, errorf("spool: inspect segment %d: %w", n, err)
 	}
 	g.Size = fi.Size()
 	res := scanSegment(f, g.Size, n, maxRec, cOff, br)

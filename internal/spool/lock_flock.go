@@ -4,7 +4,6 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -16,12 +15,12 @@ import (
 func lockFile(name string) (io.Closer, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
+		return nil, errorf("open lock file: %w", err)
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", name, err)
+		return nil, errorf("lock %s: %w", name, err)
 	}
 	var lerr error
 	if err := rc.Control(func(fd uintptr) {
@@ -39,7 +38,7 @@ func lockFile(name string) (io.Closer, error) {
 		if errors.Is(lerr, syscall.EWOULDBLOCK) || errors.Is(lerr, syscall.EAGAIN) {
 			return nil, ErrLocked
 		}
-		return nil, fmt.Errorf("lock %s: %w", name, lerr)
+		return nil, errorf("lock %s: %w", name, lerr)
 	}
 	return f, nil // closing the file releases the lock
 }

@@ -4,7 +4,6 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 
@@ -17,7 +16,7 @@ import (
 func lockFile(name string) (io.Closer, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
+		return nil, errorf("open lock file: %w", err)
 	}
 	ol := new(windows.Overlapped)
 	err = windows.LockFileEx(windows.Handle(f.Fd()),
@@ -27,7 +26,7 @@ func lockFile(name string) (io.Closer, error) {
 		if errors.Is(err, windows.ERROR_LOCK_VIOLATION) || errors.Is(err, windows.ERROR_IO_PENDING) {
 			return nil, ErrLocked
 		}
-		return nil, fmt.Errorf("lock %s: %w", name, err)
+		return nil, errorf("lock %s: %w", name, err)
 	}
 	return f, nil // closing the handle releases the lock
 }

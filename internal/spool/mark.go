@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"fmt"
 	"math"
 )
 
@@ -21,10 +20,10 @@ type Mark struct {
 // AppendMark is [Spool.Append] that also returns the record's Mark.
 func (s *Spool) AppendMark(payload []byte, entries int, ts int64) (Mark, error) {
 	if int64(len(payload)) > s.o.MaxRecordSize {
-		return Mark{}, fmt.Errorf("spool: append %d bytes (limit %d): %w", len(payload), s.o.MaxRecordSize, ErrTooLarge)
+		return Mark{}, errorf("spool: append %d bytes (limit %d): %w", len(payload), s.o.MaxRecordSize, ErrTooLarge)
 	}
 	if entries < 0 || uint64(entries) > math.MaxUint32 {
-		return Mark{}, fmt.Errorf("spool: append: entry count %d out of range", entries)
+		return Mark{}, errorf("spool: append: entry count %d out of range", entries)
 	}
 	s.muLock()
 	return s.appendMarkedLocked(func() error { return s.appendLocked(payload, entries, ts) })
@@ -155,13 +154,13 @@ const FrameHeaderSize = frameHeaderSize
 // before taking it.
 func PutFrame(frame []byte, entries int, ts int64) error {
 	if len(frame) < frameHeaderSize {
-		return fmt.Errorf("spool: frame of %d bytes has no room for its header", len(frame))
+		return errorf("spool: frame of %d bytes has no room for its header", len(frame))
 	}
 	if uint64(len(frame)-frameHeaderSize) > math.MaxUint32 {
-		return fmt.Errorf("spool: frame payload of %d bytes: %w", len(frame)-frameHeaderSize, ErrTooLarge)
+		return errorf("spool: frame payload of %d bytes: %w", len(frame)-frameHeaderSize, ErrTooLarge)
 	}
 	if entries < 0 || uint64(entries) > math.MaxUint32 {
-		return fmt.Errorf("spool: frame: entry count %d out of range", entries)
+		return errorf("spool: frame: entry count %d out of range", entries)
 	}
 	putFrameHeader(frame, uint32(entries), ts)
 	return nil
@@ -172,14 +171,14 @@ func PutFrame(frame []byte, entries int, ts int64) error {
 // or changed since) is refused.
 func (s *Spool) AppendFrameMark(frame []byte) (Mark, error) {
 	if len(frame) < frameHeaderSize {
-		return Mark{}, fmt.Errorf("spool: append: frame of %d bytes has no header", len(frame))
+		return Mark{}, errorf("spool: append: frame of %d bytes has no header", len(frame))
 	}
 	h := parseFrameHeader(frame)
 	if int(h.length) != len(frame)-frameHeaderSize {
-		return Mark{}, fmt.Errorf("spool: append: frame header says %d bytes, frame has %d", h.length, len(frame)-frameHeaderSize)
+		return Mark{}, errorf("spool: append: frame header says %d bytes, frame has %d", h.length, len(frame)-frameHeaderSize)
 	}
 	if int64(h.length) > s.o.MaxRecordSize {
-		return Mark{}, fmt.Errorf("spool: append %d bytes (limit %d): %w", h.length, s.o.MaxRecordSize, ErrTooLarge)
+		return Mark{}, errorf("spool: append %d bytes (limit %d): %w", h.length, s.o.MaxRecordSize, ErrTooLarge)
 	}
 	entries, ts := int(h.entries), h.ts
 	frameLen := int64(len(frame))

@@ -2,7 +2,6 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"runtime/debug"
 	"time"
@@ -43,7 +42,7 @@ func (s *Spool) useMmap() bool {
 func (s *Spool) createMapped(num uint64, name string, size int64) (ok bool, err error) {
 	f, err := s.fs.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return false, fmt.Errorf("create segment %d: %w", num, err)
+		return false, errorf("create segment %d: %w", num, err)
 	}
 	m, err := s.mapFile(f, name, size)
 	if err == nil {
@@ -56,8 +55,8 @@ func (s *Spool) createMapped(num uint64, name string, size int64) (ok bool, err 
 		f.Close()
 		if rerr := s.fs.Remove(name); rerr != nil {
 			// A zero or torn header: Open removes it.
-			s.cleanupError(fmt.Errorf("spool: remove failed segment %d: %w", num, rerr))
-			return false, fmt.Errorf("create segment %d: %w", num, err)
+			s.cleanupError(errorf("spool: remove failed segment %d: %w", num, rerr))
+			return false, errorf("create segment %d: %w", num, err)
 		}
 		if errors.Is(err, errNoPrealloc) {
 			s.noPrealloc = true
@@ -66,7 +65,7 @@ func (s *Spool) createMapped(num uint64, name string, size int64) (ok bool, err 
 		if errors.Is(err, errMapFallback) {
 			return false, nil
 		}
-		return false, fmt.Errorf("create segment %d: %w", num, err)
+		return false, errorf("create segment %d: %w", num, err)
 	}
 	s.adoptMapped(num, f, m)
 	return true, nil
@@ -112,7 +111,7 @@ func onMapping(b, src []byte, fill func([]byte)) (err error) {
 			if _, ok := r.(interface{ Addr() uintptr }); !ok {
 				panic(r)
 			}
-			err = fmt.Errorf("%w: %v", errMapFault, r)
+			err = errorf("%w: %v", errMapFault, r)
 		}
 	}()
 	if fill != nil {

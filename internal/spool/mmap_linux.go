@@ -4,7 +4,6 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"sync/atomic"
 	"syscall"
@@ -33,7 +32,7 @@ func mapSegment(file File, size int64) ([]byte, error) {
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errMapFallback, err)
+		return nil, errorf("%w: %v", errMapFallback, err)
 	}
 	var m []byte
 	var ferr, merr error
@@ -48,7 +47,7 @@ func mapSegment(file File, size int64) ([]byte, error) {
 			m, merr = syscall.Mmap(int(fd), 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
 		}
 	}); cerr != nil {
-		return nil, fmt.Errorf("%w: %v", errMapFallback, cerr)
+		return nil, errorf("%w: %v", errMapFallback, cerr)
 	}
 	if ferr != nil {
 		return nil, classifyFallocate(ferr)
@@ -56,7 +55,7 @@ func mapSegment(file File, size int64) ([]byte, error) {
 	if merr != nil {
 		// Out of address space (a 32-bit process) or a mapping limit: the
 		// write path still works.
-		return nil, fmt.Errorf("%w: mmap: %v", errMapFallback, merr)
+		return nil, errorf("%w: mmap: %v", errMapFallback, merr)
 	}
 	return m, nil
 }
@@ -69,11 +68,11 @@ func mapSegment(file File, size int64) ([]byte, error) {
 func classifyFallocate(err error) error {
 	switch {
 	case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENOSYS), errors.Is(err, syscall.EINVAL):
-		return fmt.Errorf("%w: fallocate: %v", errNoPrealloc, err)
+		return errorf("%w: fallocate: %v", errNoPrealloc, err)
 	case errors.Is(err, syscall.EFBIG):
-		return fmt.Errorf("%w: fallocate: %v", errMapFallback, err)
+		return errorf("%w: fallocate: %v", errMapFallback, err)
 	}
-	return fmt.Errorf("preallocate: %w", err)
+	return errorf("preallocate: %w", err)
 }
 
 // unmapSegment removes a mapping made by mapSegment.

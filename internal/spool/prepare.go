@@ -2,7 +2,6 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"os"
 )
 
@@ -183,7 +182,7 @@ func (s *Spool) prepareStep() {
 	for _, m := range retire {
 		if err := unmapSegment(m); err != nil {
 			s.muLock()
-			s.cleanupError(fmt.Errorf("spool: unmap rolled segment: %w", err))
+			s.cleanupError(errorf("spool: unmap rolled segment: %w", err))
 			errs := s.takeErrs()
 			s.muUnlock()
 			s.handle(errs)

@@ -116,7 +116,7 @@ func (r *readAhead) window(f io.ReaderAt, num uint64, off, n, end int64) ([]byte
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, &CorruptionError{Offset: off, Reason: fmt.Sprintf("file cut short: %v", err)}
 		}
-		return nil, fmt.Errorf("read %s at %d: %w", what, off, err)
+		return nil, errorf("read %s at %d: %w", what, off, err)
 	}
 	// A short read past the frame (the file is shorter than its valid
 	// size says, or failed further on) keeps what was read; the frame that

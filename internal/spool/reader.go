@@ -125,7 +125,7 @@ func (s *Spool) nextLocked(cached bool, limit int64) (Record, error) {
 		if !cached {
 			rf, err := s.readFile(g.num)
 			if err != nil {
-				return Record{}, fmt.Errorf("spool: next: open segment %d: %w", g.num, err)
+				return Record{}, errorf("spool: next: open segment %d: %w", g.num, err)
 			}
 			f = rf
 		}
@@ -139,7 +139,7 @@ func (s *Spool) nextLocked(cached bool, limit int64) (Record, error) {
 		if err != nil {
 			var ce *CorruptionError
 			if !errors.As(err, &ce) {
-				return Record{}, fmt.Errorf("spool: next: segment %d: %w", g.num, err)
+				return Record{}, errorf("spool: next: segment %d: %w", g.num, err)
 			}
 			ce.Segment = g.num
 			s.skipRest(g)
@@ -252,7 +252,7 @@ func (s *Spool) ackLocked(pos Pos) error {
 		return ErrClosed
 	}
 	if rp := s.readPos(); !pos.Less(rp) {
-		return fmt.Errorf("spool: ack %d/%d (next unread %d/%d): %w", pos.Segment, pos.Offset, rp.Segment, rp.Offset, ErrBadPos)
+		return errorf("spool: ack %d/%d (next unread %d/%d): %w", pos.Segment, pos.Offset, rp.Segment, rp.Offset, ErrBadPos)
 	}
 	k := 0
 	for k < len(s.inflight) && !pos.Less(s.inflight[k].pos) {
@@ -364,11 +364,11 @@ func (s *Spool) replaceCursor(b []byte) error {
 	}
 	if err != nil {
 		s.fs.Remove(tmp)
-		return fmt.Errorf("write cursor: %w", err)
+		return errorf("write cursor: %w", err)
 	}
 	if s.o.Sync != SyncNever {
 		if err := s.fs.SyncDir(s.o.Dir); err != nil {
-			return fmt.Errorf("write cursor: sync dir: %w", err)
+			return errorf("write cursor: sync dir: %w", err)
 		}
 	}
 	return nil
@@ -448,7 +448,7 @@ func (s *Spool) settleAcksLocked() error {
 			s.muLock()
 			if err != nil {
 				s.st.CleanupErrors++
-				err = fmt.Errorf("spool: ack: %w", err)
+				err = errorf("spool: ack: %w", err)
 			} else {
 				s.cursorSeg, s.cursorOff = num, off
 			}

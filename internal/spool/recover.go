@@ -3,7 +3,6 @@ package spool
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -15,7 +14,7 @@ import (
 func (s *Spool) recover() error {
 	des, err := s.fs.ReadDir(s.o.Dir)
 	if err != nil {
-		return fmt.Errorf("list: %w", err)
+		return errorf("list: %w", err)
 	}
 	var nums []uint64
 	for _, de := range des {
@@ -31,7 +30,7 @@ func (s *Spool) recover() error {
 		if strings.HasSuffix(name, tmpSuffix) {
 			// A cursor or a corrupt copy cut short by a crash.
 			if err := s.fs.Remove(s.path(name)); err != nil {
-				return fmt.Errorf("remove %s: %w", name, err)
+				return errorf("remove %s: %w", name, err)
 			}
 		}
 	}
@@ -82,7 +81,7 @@ func (s *Spool) recover() error {
 		case res.givenUp():
 			// Prepared ahead, never taken by the writer: no record.
 			if err := s.fs.Remove(s.path(name)); err != nil {
-				return fmt.Errorf("remove unused prepared segment %d: %w", n, err)
+				return errorf("remove unused prepared segment %d: %w", n, err)
 			}
 			continue
 		case res.damage == damageNone:
@@ -90,7 +89,7 @@ func (s *Spool) recover() error {
 			// Created just before a crash: a partial or zeroed header
 			// and nothing else.
 			if err := s.fs.Remove(s.path(name)); err != nil {
-				return fmt.Errorf("remove torn segment %d: %w", n, err)
+				return errorf("remove torn segment %d: %w", n, err)
 			}
 			s.st.TruncatedBytes += size
 			continue
@@ -104,7 +103,7 @@ func (s *Spool) recover() error {
 			// A segment before the newest was complete when the next one
 			// was created: any damage is corruption.
 			if err := s.setAside(name, res.validEnd); err != nil {
-				return fmt.Errorf("set aside corrupt segment %d (%s: %s): %w", n, res.damage, res.reason, err)
+				return errorf("set aside corrupt segment %d (%s: %s): %w", n, res.damage, res.reason, err)
 			}
 			s.st.CorruptSegments++
 			s.st.CorruptBytes += size - res.validEnd
@@ -114,7 +113,7 @@ func (s *Spool) recover() error {
 		}
 		if res.records == 0 {
 			if err := s.fs.Remove(s.path(name)); err != nil {
-				return fmt.Errorf("remove empty segment %d: %w", n, err)
+				return errorf("remove empty segment %d: %w", n, err)
 			}
 			continue
 		}
@@ -143,7 +142,7 @@ func (s *Spool) recover() error {
 	for _, g := range s.segs {
 		if (hasCursor && g.num < curSeg) || g.ackedR == g.records {
 			if err := s.fs.Remove(s.path(segmentName(g.num))); err != nil {
-				return fmt.Errorf("remove acknowledged segment %d: %w", g.num, err)
+				return errorf("remove acknowledged segment %d: %w", g.num, err)
 			}
 			continue
 		}
@@ -170,12 +169,12 @@ func (s *Spool) recover() error {
 func (s *Spool) scanFile(name string, n uint64, cOff int64, br *bufio.Reader) (scanResult, int64, error) {
 	f, err := s.fs.OpenFile(s.path(name), os.O_RDONLY, 0)
 	if err != nil {
-		return scanResult{}, 0, fmt.Errorf("open segment %d: %w", n, err)
+		return scanResult{}, 0, errorf("open segment %d: %w", n, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return scanResult{}, 0, fmt.Errorf("stat segment %d: %w", n, err)
+		return scanResult{}, 0, errorf("stat segment %d: %w", n, err)
 	}
 	return scanSegment(f, fi.Size(), n, s.o.MaxRecordSize, cOff, br), fi.Size(), nil
 }
@@ -188,13 +187,13 @@ func (s *Spool) readCursor() (seg uint64, off int64, ok bool, err error) {
 		return 0, 0, false, nil
 	}
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("open cursor: %w", err)
+		return 0, 0, false, errorf("open cursor: %w", err)
 	}
 	defer f.Close()
 	var b [cursorSize + 1]byte
 	n, err := io.ReadFull(f, b[:])
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return 0, 0, false, fmt.Errorf("read cursor: %w", err)
+		return 0, 0, false, errorf("read cursor: %w", err)
 	}
 	seg, off, perr := parseCursor(b[:n])
 	if perr != nil {
@@ -209,7 +208,7 @@ func (s *Spool) readCursor() (seg uint64, off int64, ok bool, err error) {
 func (s *Spool) truncate(name string, size int64) error {
 	f, err := s.fs.OpenFile(s.path(name), os.O_WRONLY, 0)
 	if err != nil {
-		return fmt.Errorf("open %s to truncate: %w", name, err)
+		return errorf("open %s to truncate: %w", name, err)
 	}
 	err = f.Truncate(size)
 	if err == nil && s.o.Sync != SyncNever {
@@ -219,7 +218,7 @@ func (s *Spool) truncate(name string, size int64) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("truncate %s to %d: %w", name, size, err)
+		return errorf("truncate %s to %d: %w", name, size, err)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package spool
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"path/filepath"
@@ -131,36 +130,36 @@ func (o Options) withDefaults() (Options, error) {
 		o.MaxBytes = DefaultMaxBytes
 	}
 	if o.MaxBytes < 0 {
-		return o, fmt.Errorf("spool: MaxBytes %d is negative", o.MaxBytes)
+		return o, errorf("spool: MaxBytes %d is negative", o.MaxBytes)
 	}
 	if o.SegmentSize == 0 {
 		o.SegmentSize = max(min(DefaultSegmentSize, o.MaxBytes/4), minSegmentSize)
 	}
 	if o.SegmentSize < minSegmentSize {
-		return o, fmt.Errorf("spool: SegmentSize %d is under %d bytes", o.SegmentSize, minSegmentSize)
+		return o, errorf("spool: SegmentSize %d is under %d bytes", o.SegmentSize, minSegmentSize)
 	}
 	if o.SegmentSize > o.MaxBytes {
-		return o, fmt.Errorf("spool: SegmentSize %d exceeds MaxBytes %d", o.SegmentSize, o.MaxBytes)
+		return o, errorf("spool: SegmentSize %d exceeds MaxBytes %d", o.SegmentSize, o.MaxBytes)
 	}
 	limit := min(o.MaxBytes-headerSize-frameHeaderSize, math.MaxInt32)
 	if o.MaxRecordSize == 0 {
 		o.MaxRecordSize = min(DefaultMaxRecordSize, limit)
 	}
 	if o.MaxRecordSize <= 0 || o.MaxRecordSize > limit {
-		return o, fmt.Errorf("spool: MaxRecordSize %d not in [1, %d]", o.MaxRecordSize, limit)
+		return o, errorf("spool: MaxRecordSize %d not in [1, %d]", o.MaxRecordSize, limit)
 	}
 	switch o.Sync {
 	case "":
 		o.Sync = SyncInterval
 	case SyncInterval, SyncBatch, SyncNever:
 	default:
-		return o, fmt.Errorf("spool: unknown Sync mode %q (want interval, batch or never)", o.Sync)
+		return o, errorf("spool: unknown Sync mode %q (want interval, batch or never)", o.Sync)
 	}
 	if o.SyncInterval == 0 {
 		o.SyncInterval = DefaultSyncInterval
 	}
 	if o.SyncInterval < 0 {
-		return o, fmt.Errorf("spool: SyncInterval %v is negative", o.SyncInterval)
+		return o, errorf("spool: SyncInterval %v is negative", o.SyncInterval)
 	}
 	if o.FS == nil {
 		o.FS = OSFS{}
@@ -376,14 +375,14 @@ func Open(opts Options) (*Spool, error) {
 		return nil, err
 	}
 	if err := o.FS.MkdirAll(o.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", o.Dir, err)
+		return nil, errorf("spool: create %s: %w", o.Dir, err)
 	}
 	lk, err := o.FS.Lock(filepath.Join(o.Dir, lockName))
 	if err != nil {
 		if errors.Is(err, ErrLocked) {
-			return nil, fmt.Errorf("spool: open %s: %w", o.Dir, ErrLocked)
+			return nil, errorf("spool: open %s: %w", o.Dir, ErrLocked)
 		}
-		return nil, fmt.Errorf("spool: lock %s: %w", o.Dir, err)
+		return nil, errorf("spool: lock %s: %w", o.Dir, err)
 	}
 	s := &Spool{o: o, fs: o.FS, lock: lk, next: 1, ra: newReadAhead(o.SegmentSize)}
 	if runtime.GOMAXPROCS(0) > 1 {
@@ -392,7 +391,7 @@ func Open(opts Options) (*Spool, error) {
 	if err := s.recover(); err != nil {
 		s.closeFiles()
 		lk.Close()
-		return nil, fmt.Errorf("spool: recover %s: %w", o.Dir, err)
+		return nil, errorf("spool: recover %s: %w", o.Dir, err)
 	}
 	if o.Sync == SyncInterval {
 		s.stop = make(chan struct{})
@@ -522,26 +521,26 @@ func (s *Spool) Close() error {
 	var errs []error
 	if s.wmap != nil {
 		if err := s.unmapWriter(); err != nil {
-			errs = append(errs, fmt.Errorf("spool: cut segment %d to %d bytes: %w", s.wseg.num, s.wseg.size, err))
+			errs = append(errs, errorf("spool: cut segment %d to %d bytes: %w", s.wseg.num, s.wseg.size, err))
 		}
 	}
 	if s.w != nil && s.o.Sync != SyncNever {
 		if err := s.w.Sync(); err != nil {
 			s.st.SyncErrors++
-			errs = append(errs, fmt.Errorf("spool: sync segment %d: %w", s.wseg.num, err))
+			errs = append(errs, errorf("spool: sync segment %d: %w", s.wseg.num, err))
 		}
 	}
 	for _, p := range s.toSync {
 		if s.o.Sync != SyncNever {
 			if err := p.f.Sync(); err != nil {
 				s.st.SyncErrors++
-				errs = append(errs, fmt.Errorf("spool: sync segment %d: %w", p.num, err))
+				errs = append(errs, errorf("spool: sync segment %d: %w", p.num, err))
 			}
 		}
 	}
 	if s.dirDirty {
 		if err := s.fs.SyncDir(s.o.Dir); err != nil {
-			errs = append(errs, fmt.Errorf("spool: sync dir: %w", err))
+			errs = append(errs, errorf("spool: sync dir: %w", err))
 		}
 	}
 	if err := s.flushCursor(); err != nil {
@@ -611,7 +610,7 @@ func (s *Spool) flush() {
 	}
 	for _, p := range rolled {
 		if err := p.f.Sync(); err != nil && !errors.Is(err, errFileClosed) {
-			errs = append(errs, fmt.Errorf("spool: sync segment %d: %w", p.num, err))
+			errs = append(errs, errorf("spool: sync segment %d: %w", p.num, err))
 		}
 		p.f.Close()
 	}
@@ -620,7 +619,7 @@ func (s *Spool) flush() {
 		// safe and Sync then reports a closed file, which is not a failure:
 		// a rolled writer is flushed through toSync.
 		if err := w.Sync(); err != nil && !errors.Is(err, errFileClosed) {
-			errs = append(errs, fmt.Errorf("spool: sync segment %d: %w", wnum, err))
+			errs = append(errs, errorf("spool: sync segment %d: %w", wnum, err))
 		} else if err == nil {
 			// Writing the pages back made them read-only: the writer's
 			// next copy into each would take a page fault of its own
@@ -649,7 +648,7 @@ func (s *Spool) flush() {
 	}
 	if dir {
 		if err := s.fs.SyncDir(s.o.Dir); err != nil {
-			errs = append(errs, fmt.Errorf("spool: sync dir: %w", err))
+			errs = append(errs, errorf("spool: sync dir: %w", err))
 		}
 	}
 	if len(errs) > 0 {
