@@ -56,12 +56,13 @@ func (s *Spool) recover() error {
 	// may leave after the writer's (whose zero tail is cut off below).
 	scans := make([]scanResult, len(nums))
 	sizes := make([]int64, len(nums))
+	cOffs := make([]int64, len(nums)) // the cursor's offset in its segment, else -1
 	for i, n := range nums {
-		cOff := int64(-1)
+		cOffs[i] = -1
 		if hasCursor && curSeg == n {
-			cOff = curOff
+			cOffs[i] = curOff
 		}
-		if scans[i], sizes[i], err = s.scanFile(segmentName(n), n, cOff, br); err != nil {
+		if scans[i], sizes[i], err = s.scanFile(segmentName(n), n, cOffs[i], br); err != nil {
 			return err
 		}
 	}
@@ -72,11 +73,7 @@ func (s *Spool) recover() error {
 	for i, n := range nums {
 		newest := i == last
 		name := segmentName(n)
-		cOff := int64(-1)
-		if hasCursor && curSeg == n {
-			cOff = curOff
-		}
-		res, size := scans[i], sizes[i]
+		res, size, cOff := scans[i], sizes[i], cOffs[i]
 		switch {
 		case res.givenUp():
 			// Prepared ahead, never taken by the writer: no record.
