@@ -231,8 +231,9 @@ type Buffer struct {
 	// ends: stop exporting now.
 	exportCtx   context.Context
 	abort       context.CancelFunc
-	done        chan struct{} // closed when the worker exits
-	spillerDone chan struct{} // closed when the spiller exits
+	done        chan struct{}  // closed when the worker exits
+	refills     sync.WaitGroup // the recycler's refills Add starts (Shutdown waits)
+	spillerDone chan struct{}  // closed when the spiller exits
 	spillerStop chan struct{}
 
 	shutdownOnce sync.Once
@@ -645,10 +646,12 @@ again:
 	}
 	spill := b.sp != nil && (sealedOne && b.spoolActive || b.bytes > b.cfg.MaxBufferBytes/4*3)
 	b.enqueued++
-	b.mu.Unlock()
 	if b.recycle.low() && b.recycle.refilling.CompareAndSwap(false, true) {
-		go b.recycle.refill() // lives for two allocations
+		// Started under mu, the buffer open: Shutdown, which closes it
+		// under mu, waits for every refill it did not see start.
+		b.refills.Go(b.recycle.refill)
 	}
+	b.mu.Unlock()
 	if sealedOne || newBatch {
 		b.signal()
 	}
@@ -1039,6 +1042,7 @@ func (b *Buffer) Shutdown(ctx context.Context) error {
 		if last != nil {
 			b.errs.report(last)
 		}
+		b.refills.Wait() // two allocations at most
 		b.errs.close(ctx)
 		b.shutdownErr = errors.Join(errs...)
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,5 +301,36 @@ func TestReplayMemoryRecycled(t *testing.T) {
 	}
 	if e := kept.Streams[0].Entries; len(e) != 1 || e[0].Line != "a line read back from the spool" {
 		t.Errorf("failed replay batch changed: %+v", e)
+	}
+}
+
+// TestShutdownWaitsForRefill checks that the goroutine Add starts to make
+// memory ahead (nothing came back for a while) is over when Shutdown
+// returns, as every goroutine of the buffer is: Shutdown follows the Add
+// that started it at once. The goroutine makes two allocations, so a
+// Shutdown that did not wait for it is caught only when it is still
+// making them (about one run in ten here, with the wait removed).
+func TestShutdownWaitsForRefill(t *testing.T) {
+	r := &recorder{gate: make(chan struct{})} // Loki does not answer
+	b := mustNew(t, Config{Exporter: r, BatchWait: time.Hour, BatchSize: 16 << 10, MaxBufferBytes: 1 << 20})
+	line := []byte(strings.Repeat("x", 100))
+	for range 200 {
+		if err := b.Add("", `{a="b"}`, 1, line, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * starveAfter)                    // nothing came back meanwhile
+	for i := 0; !b.recycle.refilling.Load(); i++ { // until an Add starts a refill
+		if err := b.Add("", `{a="b"}`, 1, line, nil); err != nil || i > 1000 {
+			t.Fatalf("no refill started after %d Adds with nothing coming back: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	b.Shutdown(ctx) // Loki never answers: what is left is dropped, reported
+	stacks := make([]byte, 1<<20)
+	stacks = stacks[:runtime.Stack(stacks, true)]
+	if strings.Contains(string(stacks), "recycler).refill") {
+		t.Fatalf("a refill goroutine still runs after Shutdown:\n%s", stacks)
 	}
 }
