@@ -1,7 +1,6 @@
 package buffer
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -60,11 +59,7 @@ func TestFirstSpillAllocatesOneBuffer(t *testing.T) {
 		t.Errorf("the first spill allocated %d bytes for a %d-byte record: more than one buffer of its size", allocated, written)
 	}
 	close(r.gate)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := b.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushAndShutdown(t, b)
 	if st := b.Stats(); len(st.Dropped) != 0 || st.Exported != st.Enqueued {
 		t.Errorf("after shutdown: %+v", st)
 	}
